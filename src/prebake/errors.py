@@ -1,0 +1,106 @@
+"""One exception family for everything prebake raises on purpose.
+
+    PrebakeError                      status 500 unless a child says otherwise
+     ├── ConfigError                  bad flags, environment or settings files (exit code 2)
+     ├── RequestError                 the client sent something we cannot use (400)
+     │    ├── BadJSON                 body is not valid JSON where JSON is needed (400)
+     │    ├── UnsupportedMediaType    wrong Content-Type (415)
+     │    ├── PayloadTooLarge         body over the configured limit (413)
+     │    ├── HeaderTooLarge          a header over its limit (431)
+     │    ├── InvalidInput            well-formed, but not what the model takes (422)
+     │    ├── NotFound                no such route or model (404)
+     │    ├── MethodNotAllowed        route exists, method does not (405)
+     │    └── Unauthorized            missing or wrong credentials (401)
+     ├── ModelNotReady                model known but not loaded (503)
+     ├── ServerBusy                   draining, or the queue is full (503, retryable)
+     ├── ScoringTimeout               run()/predict() past its deadline (504)
+     ├── ScoringError                 user code or the framework raised (500)
+     ├── ModelLoadError               a model or entry script failed to load
+     └── ImageError                   catalog, build and engine problems (CLI only)
+
+A leaf module: it imports nothing from prebake and no web framework, so every layer can raise these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PrebakeError(Exception):
+    """Base of every error prebake raises on purpose; carries an HTTP status and a user-facing message."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, status: int | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status})"
+
+
+class ConfigError(PrebakeError):
+    status = 500
+
+
+class RequestError(PrebakeError):
+    status = 400
+
+
+class BadJSON(RequestError):
+    status = 400
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class HeaderTooLarge(RequestError):
+    status = 431
+
+
+class InvalidInput(RequestError):
+    status = 422
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+
+
+class Unauthorized(RequestError):
+    status = 401
+
+
+class ModelNotReady(PrebakeError):
+    status = 503
+
+
+class ServerBusy(PrebakeError):
+    status = 503
+
+
+class ScoringTimeout(PrebakeError):
+    status = 504
+
+
+class ScoringError(PrebakeError):
+    status = 500
+
+
+class ModelLoadError(PrebakeError):
+    status = 500
+
+
+class ImageError(PrebakeError):
+    status = 500

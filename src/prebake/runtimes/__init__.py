@@ -1,0 +1,1 @@
+"""Runtimes: one module per framework, each importing its framework lazily."""

@@ -1,0 +1,118 @@
+"""Shared types: the internal request and response every protocol decodes to, and what a backend offers.
+
+A leaf: it imports nothing from prebake, so protocols, runtimes and the server can all use it.
+Tensors are numpy arrays; numpy is imported only for type checking here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(slots=True)
+class TensorSpec:
+    """Name, V2 datatype (e.g. "FP32", "BYTES") and shape (-1 for any size) of one input or output."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(slots=True)
+class ModelMetadata:
+    """What a loaded model says about itself (V2 model metadata)."""
+
+    name: str
+    platform: str
+    versions: list[str] = field(default_factory=list)
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """Named input arrays plus parameters: what every protocol decodes a wire request into.
+
+    ``outputs`` names the outputs the client asked for (None: all of them).
+    ``parameters`` holds request-level parameters; ``input_parameters`` per-input ones (e.g. V2 content_type).
+    """
+
+    inputs: dict[str, np.ndarray]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] | None = None
+    id: str | None = None
+    input_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferenceResponse:
+    """Named output arrays: what every runtime returns and every protocol encodes."""
+
+    outputs: dict[str, np.ndarray]
+    model_name: str = ""
+    model_version: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class RawRequest:
+    """An HTTP request as raw parts, for runtimes that take the body themselves (Azure entry scripts,
+    SageMaker handler scripts). Header names are lower-case."""
+
+    method: str
+    path: str
+    query_string: bytes
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str = ""
+    root_url: str = "http://localhost/"
+
+
+@dataclass(slots=True)
+class RawResult:
+    """What a raw runtime answers: status, body bytes and headers, sent as they are."""
+
+    body: bytes
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "application/json"
+    run_ms: float = 0.0
+    run_failed: bool = False
+
+
+class Backend(Protocol):
+    """What the server offers the protocols: models, readiness and inference, nothing of HTTP.
+
+    Protocols receive one of these when their routes are built and never import the server.
+    """
+
+    def live(self) -> bool: ...
+
+    def ready(self) -> bool: ...
+
+    def model_names(self) -> list[str]: ...
+
+    def default_model(self) -> str | None: ...
+
+    def model_ready(self, name: str, version: str | None = None) -> bool: ...
+
+    def metadata(self, name: str, version: str | None = None) -> ModelMetadata: ...
+
+    def repository_index(self) -> list[dict[str, Any]]: ...
+
+    async def load(self, name: str) -> None: ...
+
+    async def unload(self, name: str) -> None: ...
+
+    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse: ...
+
+    async def score_raw(self, name: str | None, request: RawRequest) -> RawResult: ...
