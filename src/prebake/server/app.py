@@ -72,14 +72,14 @@ class App:
         try:
             if not request_id:
                 request_id = str(uuid.uuid4())
-            elif len(request_id) > REQUEST_ID_LIMIT:
-                request_id = str(uuid.uuid4())
-                raise HeaderTooLarge(f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
             if method == "OPTIONS" and origin is not None and self.cors_origins:
                 response = self._preflight(path)
             else:
                 route, params = self.router.match(method, path)
                 model = params.get("name") or route.extra.get("model", "")
+                if len(request_id) > REQUEST_ID_LIMIT:
+                    request_id = str(uuid.uuid4())
+                    raise HeaderTooLarge(f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
                 body = await self._read_body(receive, content_length)
                 request = Request(
                     method=method,
@@ -94,6 +94,9 @@ class App:
                 )
                 response = await route.handler(request)
         except PrebakeError as error:
+            trace = error.details.get("traceback")
+            if trace:
+                logger.error("%s %s [%s] failed: %s\n%s", method, path, request_id, error.message, trace)
             response = self._error(route, error, request_id)
         except Exception:
             logger.error(
@@ -148,6 +151,7 @@ class App:
         return b"".join(chunks)
 
     def _error(self, route: Route | None, error: PrebakeError, request_id: str) -> Response:
+        route = route or error.details.get("route")
         render = route.error_body if route is not None else v2_error_body
         response = Response(body=render(error.status, error.message, request_id), status=error.status)
         extra = error.details.get("headers")

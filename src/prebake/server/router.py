@@ -50,7 +50,10 @@ class Router:
         if route is None:
             if method == "HEAD" and "GET" in table:
                 return table["GET"], params
-            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(sorted(table))}")
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path}; allowed: {', '.join(sorted(table))}",
+                route=next(iter(table.values())),  # so the error speaks this path's protocol
+            )
         return route, params
 
     def allowed(self, path: str) -> list[str]:

@@ -111,7 +111,8 @@ def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | Non
         backend, routes = build_backend(config, metrics)
         backend.load_all()
     except PrebakeError as error:
-        logger.error("init failed: %s", error.message)
+        # The cause chain holds the user's own traceback (init() raising, a file missing...).
+        logger.error("init failed: %s\n%s", error.message, traceback.format_exc())
         return exits.INIT_FAILED
     except BaseException:
         logger.error("init failed:\n%s", traceback.format_exc())
