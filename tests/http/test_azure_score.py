@@ -6,6 +6,7 @@ status, and the server must keep serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -227,10 +228,8 @@ def test_init_failure_exits_nonzero_and_never_reports_healthy() -> None:
     healthy = False
     deadline = time.monotonic() + 30
     while process.poll() is None and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.TransportError):
             healthy |= httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
-        except httpx.TransportError:
-            pass
         time.sleep(0.05)
     if process.poll() is None:
         process.kill()
