@@ -40,6 +40,7 @@ class Outcome:
     pid: int | None = None
     connection: int = 0  # which client (one keep-alive connection each) sent it
     previous_pid: int | None = None  # the worker this connection last talked to
+    request_id: str = ""
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Load:
     """
 
     url: str
-    body: bytes
+    body: bytes | Callable[[str], bytes]  # or a function of the request id ("client-n")
     clients: int = 4
     max_requests: int = 2000
     max_seconds: float = 30.0
@@ -79,15 +80,24 @@ class Load:
         last_pid: int | None = None
         http = httpx.Client(timeout=self.timeout)
         try:
-            for _ in range(self.max_requests):
+            for number in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
+                request_id = f"{index}-{number}"
+                body = self.body(request_id) if callable(self.body) else self.body
                 started = time.monotonic()
                 try:
-                    response = http.post(self.url, content=self.body)
+                    response = http.post(self.url, content=body, headers={"x-request-id": request_id})
                 except httpx.HTTPError as error:
                     outcome = Outcome(
-                        started, time.monotonic(), None, type(error).__name__, None, index, last_pid
+                        started,
+                        time.monotonic(),
+                        None,
+                        type(error).__name__,
+                        None,
+                        index,
+                        last_pid,
+                        request_id,
                     )
                     http.close()
                     http = httpx.Client(timeout=self.timeout)
@@ -96,7 +106,7 @@ class Load:
                 else:
                     pid = _pid(response)
                     outcome = Outcome(
-                        started, time.monotonic(), response.status_code, "", pid, index, last_pid
+                        started, time.monotonic(), response.status_code, "", pid, index, last_pid, request_id
                     )
                     last_pid = pid if pid is not None else last_pid
                 with self._lock:

@@ -1,18 +1,33 @@
-"""An entry script for load and fault tests: answers its pid, sleeps, hangs or allocates on request."""
+"""An entry script for load and fault tests: answers its pid; sleeps, spins or allocates on request.
+
+With PREBAKE_TEST_MARKS set to a directory, run() notes each request's "id" there as it starts, so a
+test can tell which requests the server really began.
+"""
 
 import json
 import os
 import time
 
+marks = None
+
 
 def init():
-    pass
+    global marks
+    folder = os.environ.get("PREBAKE_TEST_MARKS")
+    if folder:
+        marks = open(os.path.join(folder, str(os.getpid())), "a", buffering=1)  # noqa: SIM115
 
 
 def run(data):
     request = json.loads(data) if data else {}
+    if marks is not None and "id" in request:
+        marks.write(request["id"] + "\n")
     if "sleep" in request:
         time.sleep(float(request["sleep"]))
+    if "spin" in request:
+        deadline = time.time() + float(request["spin"])
+        while time.time() < deadline:  # holds the GIL, as a pure-Python model would
+            pass
     if "allocate_mb" in request:
         # Touch every page so the memory is really used, as a model's tensors would be.
         block = bytearray(int(request["allocate_mb"]) * 1024 * 1024)
