@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import threading
@@ -131,3 +132,22 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return condition()
+
+
+def protocols_present() -> bool:
+    """Whether this tree has the V2/V1/SageMaker/Vertex protocol modules and the no-code runtimes."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("prebake.protocols.v2", "prebake.runtimes.discover", "sklearn", "joblib")
+    )
+
+
+def iris_model(path: Path) -> Path:
+    """A fitted iris LogisticRegression saved with joblib at ``path`` (served by name ``path.stem``)."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=300).fit(features, labels), path)
+    return path

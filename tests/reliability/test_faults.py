@@ -12,6 +12,7 @@ import resource
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import pytest
 
 from prebake.testing import ServerProcess
 
-from .helpers import SCRIPTS, Load, Outcome, record, wait_for
+from .helpers import SCRIPTS, Load, Outcome, iris_model, protocols_present, record, wait_for
 
 WORK = str(SCRIPTS / "work.py")
 RETRYABLE_STATUSES = {503}  # a client or a proxy may resend these; a dropped connection before any answer too
@@ -213,5 +214,65 @@ def test_a_request_over_the_worker_memory_ceiling_fails_alone(work_server: Serve
         assert fits.status_code == 200 and fits.json()["pid"] == worker  # same worker, memory given back
         assert all(o.status == 200 and o.pid == worker for o in outcomes), _summary(outcomes)
         assert work_server.worker_pids() == [worker]
+    finally:
+        resource.prlimit(worker, resource.RLIMIT_DATA, old)
+
+
+def _v2_rows(rows: int) -> bytes:
+    """A V2 request of ``rows`` iris rows as nested JSON lists: about 20 bytes a row on the wire, ten times
+    that once parsed into Python objects."""
+    data = b"[" + b",".join([b"[5.1,3.5,1.4,0.2]"] * rows) + b"]"
+    head = b'{"inputs":[{"name":"input-0","shape":[%d,4],"datatype":"FP64","data":' % rows
+    return head + data + b"}]}"
+
+
+@pytest.fixture(scope="module")
+def iris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    if not protocols_present():
+        pytest.skip("the V2 protocol and the sklearn runtime are not in this tree")
+    path = iris_model(tmp_path_factory.mktemp("memory") / "iris.joblib")
+    with ServerProcess([str(path)]) as server:
+        yield server
+
+
+def _with_ceiling(worker: int, extra_mib: int) -> tuple[int, int]:
+    ceiling = _vm_data(worker) + extra_mib * 1024 * 1024
+    try:
+        old = resource.prlimit(worker, resource.RLIMIT_DATA)
+        resource.prlimit(worker, resource.RLIMIT_DATA, (ceiling, old[1]))
+    except (PermissionError, OSError) as error:
+        pytest.skip(f"cannot set a memory limit on the worker here: {error}")
+    return old
+
+
+def test_a_v2_request_over_the_memory_ceiling_fails_alone(iris_server: ServerProcess) -> None:
+    """A V2 JSON request whose parsed form would pass the worker's RLIMIT_DATA fails with a JSON error; the worker and the requests around it carry on."""
+    (worker,) = iris_server.worker_pids()
+    url = iris_server.url + "/v2/models/iris/infer"
+    old = _with_ceiling(worker, 150)
+    try:
+        load = Load(url, _v2_rows(2), clients=2, max_seconds=60).start()
+        try:
+            assert wait_for(lambda: len([o for o in load.outcomes if o.status == 200]) >= 10, 20)
+            with httpx.Client(timeout=60) as client:
+                big = client.post(url, content=_v2_rows(1_500_000))
+                fits = client.post(url, content=_v2_rows(1000))
+        finally:
+            outcomes = load.stop()
+        record(
+            "fault-memory-v2",
+            {
+                "body_mib": round(len(_v2_rows(1_500_000)) / 2**20, 1),
+                "ceiling_extra_mib": 150,
+                "big": [big.status_code, big.text[:200]],
+                "fits": fits.status_code,
+                "load": _summary(outcomes),
+            },
+        )
+        assert big.status_code >= 400 and "error" in big.json(), big.text
+        assert "Traceback" not in big.text
+        assert fits.status_code == 200
+        assert all(o.status == 200 for o in outcomes), _summary(outcomes)
+        assert iris_server.worker_pids() == [worker]
     finally:
         resource.prlimit(worker, resource.RLIMIT_DATA, old)

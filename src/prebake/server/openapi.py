@@ -171,6 +171,11 @@ _OPS: dict[str, Operation] = {
         "responses": {"200": _ok(_json(_READY)), "503": _ok(_json(_READY), "Model not ready")},
         "errors": ["404"],
     },
+    "v2.model_config": {
+        "summary": "V2 model configuration (Triton's model configuration extension)",
+        "responses": {"200": _ok(_json(_OBJECT))},
+        "errors": ["404"],
+    },
     "v2.infer": {
         "summary": "V2 inference (JSON tensors, or a JSON header followed by binary tensors)",
         "parameters": [
