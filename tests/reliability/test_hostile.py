@@ -18,7 +18,7 @@ import pytest
 
 from prebake.testing import ServerProcess
 
-from .helpers import SCRIPTS, leaks, record, wait_for
+from .helpers import SCRIPTS, iris_model, leaks, protocols_present, record, wait_for
 from .rawhttp import RawAnswer, exchange, request
 
 MAX_BODY = 4 * 1024 * 1024
@@ -158,6 +158,135 @@ CASES = [
 ]
 
 
+def _v2(body: bytes, **headers: str) -> Callable[[], bytes]:
+    return _post("/v2/models/iris/infer", body, content_type="application/json", **headers)
+
+
+def _npy_with_pickle() -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+_ROW = b'{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[5.1,3.5,1.4,0.2]}'
+MODEL_CASES = [
+    Case(
+        "oversized body (8 MiB, limit 4 MiB)",
+        "POST /v2/models/iris/infer",
+        _v2(b"x" * (2 * MAX_BODY)),
+        frozenset({413}),
+    ),
+    Case(
+        "gzip bomb (64 KiB inflating to 64 MiB)",
+        "POST /v2/models/iris/infer",
+        _v2(gzip.compress(b" " * (64 * 1024 * 1024)), content_encoding="gzip"),
+        frozenset({400, 413}),
+    ),
+    Case(
+        "deep JSON nesting (100,000 levels)",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        frozenset({400, 422}),
+    ),
+    Case(
+        "huge declared shape ([1e12, 4]) with 4 values",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"inputs":[{"name":"input-0","shape":[1000000000000,4],"datatype":"FP64","data":[1,2,3,4]}]}'),
+        frozenset({400, 422}),
+    ),
+    Case(
+        "negative and non-integer shape",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"inputs":[{"name":"input-0","shape":[-1,"4"],"datatype":"FP64","data":[1,2,3,4]}]}'),
+        frozenset({400, 422}),
+    ),
+    Case(
+        "huge JSON array (1,000,000 values, wrong shape)",
+        "POST /v2/models/iris/infer",
+        _v2(
+            b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":['
+            + b"1," * 999_999
+            + b"1]}]}"
+        ),
+        frozenset({400, 422}),
+    ),
+    Case(
+        "NaN and Infinity literals",
+        "POST /v2/models/iris/infer",
+        _v2(
+            b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[NaN,Infinity,-Infinity,1]}]}'
+        ),
+        frozenset({400}),
+    ),
+    Case(
+        "float overflow (1e400) in FP32 data",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[1e400,1,1,1]}]}'),
+        frozenset({200, 400, 422}),
+    ),
+    Case(
+        "invalid UTF-8 in JSON",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"id":"\xff\xfe","inputs":[' + _ROW + b"]}"),
+        frozenset({400}),
+    ),
+    Case(
+        "binary header length past the body",
+        "POST /v2/models/iris/infer",
+        _v2(b'{"inputs":[]}', inference_header_content_length="999999"),
+        frozenset({400}),
+    ),
+    Case(
+        "wrong content type (text/xml)",
+        "POST /v1/models/iris:predict",
+        _post("/v1/models/iris:predict", b"<instances/>", content_type="text/xml"),
+        frozenset({400, 415}),
+    ),
+    Case(
+        "instances of mixed lengths",
+        "POST /v1/models/iris:predict",
+        _post("/v1/models/iris:predict", b'{"instances": [[1,2,3,4],[1,2]]}'),
+        frozenset({400, 422}),
+    ),
+    Case(
+        "wrong content type (application/xml)",
+        "POST /invocations",
+        _post("/invocations", b"<a/>", content_type="application/xml"),
+        frozenset({415}),
+    ),
+    Case(
+        "invalid UTF-8 CSV",
+        "POST /invocations",
+        _post("/invocations", b"1,2,\xff,4\n", content_type="text/csv"),
+        frozenset({400}),
+    ),
+    Case(
+        ".npy holding a pickled object array",
+        "POST /invocations",
+        lambda: request(
+            "POST", "/invocations", body=_npy_with_pickle(), headers={"content-type": "application/x-npy"}
+        ),
+        frozenset({400}),
+    ),
+    Case(
+        "Accept nothing we can write",
+        "POST /invocations",
+        _post("/invocations", b"[[1,2,3,4]]", content_type="application/json", accept="image/png"),
+        frozenset({406}),
+    ),
+    Case(
+        "instances not a list",
+        "POST /predict (Vertex)",
+        _post("/predict", b'{"instances": "nope"}', content_type="application/json"),
+        frozenset({400, 422}),
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def hostile_server() -> Iterator[ServerProcess]:
     args = ["--entry-script", str(SCRIPTS / "work.py"), "--max-body-bytes", str(MAX_BODY)]
@@ -166,10 +295,19 @@ def hostile_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    if not protocols_present():
+        pytest.skip("the V2/V1/SageMaker/Vertex protocol modules are not in this tree")
+    path = iris_model(tmp_path_factory.mktemp("hostile") / "iris.joblib")
+    with ServerProcess([str(path), "--max-body-bytes", str(MAX_BODY)]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def table() -> Iterator[list[dict[str, object]]]:
     rows: list[dict[str, object]] = []
     yield rows
-    record("hostile-azure", rows)
+    record("hostile", rows)
 
 
 def _row(case: Case, answer: RawAnswer) -> dict[str, object]:
@@ -197,6 +335,44 @@ def test_hostile_input_gets_a_clean_answer(
     with httpx.Client(timeout=10) as client:
         assert client.get(hostile_server.url + "/").status_code == 200
     assert hostile_server.worker_pids() == [worker], "the input crashed the worker"
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=[c.name + " " + c.route for c in MODEL_CASES])
+def test_hostile_input_to_model_routes_gets_a_clean_answer(
+    case: Case, model_server: ServerProcess, table: list[dict[str, object]]
+) -> None:
+    """The hostile input to a V2, V1, SageMaker or Vertex route gets an allowed status and a JSON error, leaks nothing, and the worker lives on."""
+    (worker,) = model_server.worker_pids()
+    answer = exchange(model_server.port, case.data(), timeout=60)
+    table.append(_row(case, answer))
+    text = answer.body.decode("utf-8", "replace")
+    assert answer.status in case.allowed, f"{case.name}: {answer}"
+    assert not leaks(text), f"{case.name}: leaked {leaks(text)}"
+    if answer.status is not None and answer.status >= 400:
+        assert answer.headers.get("content-type", "").startswith("application/json"), answer
+    with httpx.Client(timeout=10) as client:
+        assert client.get(model_server.url + "/v2/health/ready").status_code == 200
+    assert model_server.worker_pids() == [worker], "the input crashed the worker"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="worker.py builds the V2 routes with their default 256 MiB inflate cap, not --max-body-bytes, so "
+    "a small gzip body can inflate far past the body limit (and JSON parsing multiplies it ~19x); "
+    "fix: pass max_inflated_bytes=config.max_body_bytes to prebake.protocols.v2.routes",
+)
+def test_a_gzip_body_inflating_past_the_body_limit_gets_413(model_server: ServerProcess) -> None:
+    """A gzip V2 body under --max-body-bytes that inflates past it is refused with 413, as an uncompressed one would be."""
+    rows = (MAX_BODY * 2) // 18
+    inflated = (
+        b'{"inputs":[{"name":"input-0","shape":[%d,4],"datatype":"FP64","data":[' % rows
+        + b",".join([b"[5.1,3.5,1.4,0.2]"] * rows)
+        + b"]}]}"
+    )
+    body = gzip.compress(inflated)
+    assert len(body) < MAX_BODY < len(inflated)
+    answer = exchange(model_server.port, _v2(body, content_encoding="gzip")(), timeout=60)
+    assert answer.status == 413, answer
 
 
 def test_slowloris_connections_do_not_starve_other_clients(table: list[dict[str, object]]) -> None:
