@@ -276,3 +276,19 @@ def test_a_v2_request_over_the_memory_ceiling_fails_alone(iris_server: ServerPro
         assert iris_server.worker_pids() == [worker]
     finally:
         resource.prlimit(worker, resource.RLIMIT_DATA, old)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proposed, not built: PREBAKE_MAX_WORKER_MEMORY (--max-worker-memory) sets RLIMIT_DATA in each "
+    "worker after fork, so one request past it fails alone (as the two tests above show with prlimit)",
+)
+def test_max_worker_memory_sets_each_workers_data_limit() -> None:
+    """PREBAKE_MAX_WORKER_MEMORY=512m gives every worker a soft RLIMIT_DATA of 512 MiB."""
+    with ServerProcess(
+        ["--entry-script", WORK, "--workers", "2"], env={"PREBAKE_MAX_WORKER_MEMORY": "512m"}
+    ) as server:
+        assert wait_for(lambda: len(server.worker_pids()) == 2, 10)
+        for pid in server.worker_pids():
+            soft, _ = resource.prlimit(pid, resource.RLIMIT_DATA)
+            assert soft == 512 * 1024 * 1024
