@@ -52,7 +52,8 @@ def resolve_device(device: str, cuda_available: bool) -> str:
     if device == "cuda":
         raise ModelLoadError(
             "device 'cuda' was asked for, but torch sees no CUDA device "
-            "(torch.cuda.is_available() is False); use --device auto or cpu, or a CUDA build of torch on a machine with a GPU"
+            "(torch.cuda.is_available() is False); use --device auto or cpu, "
+            "or a CUDA build of torch on a machine with a GPU"
         )
     return "cpu"
 
