@@ -80,10 +80,11 @@ class TensorCheck:
         datatype = v2_datatype(self.dtype) if self.dtype is not None else "FP64"
         return TensorSpec(self.name, datatype, list(self.shape) if self.shape is not None else [-1])
 
-    def coerce(self, x: np.ndarray) -> np.ndarray:
+    def coerce(self, x: np.ndarray, sent_as: str | None = None) -> np.ndarray:
+        """``x`` cast and checked; errors name the input as the client sent it (``sent_as``) where given."""
         dtype = self.dtype
         if dtype is not None and x.dtype != dtype:
-            x = cast(self.name, x, dtype)
+            x = cast(sent_as or self.name, x, dtype)
         shape = self.shape
         if shape is None:
             return x
@@ -92,18 +93,19 @@ class TensorCheck:
             if x.ndim == len(shape) - 1 and shape[0] == -1:
                 x = x[np.newaxis, ...]
             else:
-                raise self.shape_error(x)
+                raise self.shape_error(x, sent_as)
         dims = x.shape
         for axis, size in self._fixed:
             if dims[axis] != size:
-                raise self.shape_error(x)
+                raise self.shape_error(x, sent_as)
         return x
 
-    def shape_error(self, x: np.ndarray) -> InvalidInput:
+    def shape_error(self, x: np.ndarray, sent_as: str | None = None) -> InvalidInput:
+        name = sent_as or self.name
         return InvalidInput(
-            f"input {self.name!r} has shape {shape_text(x.shape)}; "
+            f"input {name!r} has shape {shape_text(x.shape)}; "
             f"the model expects {shape_text(self.shape or ())} (-1: any size)",
-            input=self.name,
+            input=name,
         )
 
 
@@ -142,7 +144,8 @@ class InputPlan:
         if single is not None:
             if not inputs:
                 raise InvalidInput(f"the request has no inputs; the model takes one, {single.name!r}")
-            return [single.coerce(next(iter(inputs.values())))]
+            name, x = next(iter(inputs.items()))
+            return [single.coerce(x, name)]
         missing = [n for n in self.names if n not in inputs]
         if missing:
             raise InvalidInput(
