@@ -133,7 +133,7 @@ def onnx_two_inputs(models: Path) -> Path:
 
 
 class TinyNet:
-    """Factory for a small MLP defined here, in a file, so TorchScript can read its source."""
+    """Factory for a small MLP (torch is imported only when a test asks for it)."""
 
     @staticmethod
     def make() -> Any:
@@ -161,7 +161,7 @@ def torch_net() -> Any:
 def torchscript_file(models: Path, torch_net: Any) -> Path:
     torch = need("torch")
     path = models / "net.pt"
-    torch.jit.save(torch.jit.script(torch_net), str(path))
+    torch.jit.save(torch.jit.trace(torch_net, torch.randn(2, 4)), str(path))
     return path
 
 
@@ -212,3 +212,9 @@ def saved_model_dir(models: Path, keras_model: Any) -> Path:
         warnings.simplefilter("ignore")
         tf.saved_model.save(wrapper, str(path), signatures={"serving_default": wrapper.serve})
     return path
+
+
+@pytest.fixture
+def request_fixture(request: pytest.FixtureRequest) -> Any:
+    """Look a fixture up by name, for tests parametrized over model files."""
+    return request.getfixturevalue
