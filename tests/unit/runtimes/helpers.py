@@ -20,7 +20,9 @@ def need(module: str) -> Any:
 
 def load(path: Path, runtime: str, **settings: Any) -> Runtime:
     """A loaded array runtime for the model at ``path``."""
-    model = create_runtime(ModelSettings(name=settings.pop("name", "m"), path=path, runtime=runtime, **settings))
+    model = create_runtime(
+        ModelSettings(name=settings.pop("name", "m"), path=path, runtime=runtime, **settings)
+    )
     assert isinstance(model, Runtime)
     model.load()
     return model

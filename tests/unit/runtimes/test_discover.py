@@ -116,7 +116,9 @@ def test_empty_dir(tmp_path: Path) -> None:
         find_models([tmp_path / "empty"])
 
 
-def test_repository(tmp_path: Path, joblib_file: Path, onnx_file: Path, lgb_file: tuple[Path, object]) -> None:
+def test_repository(
+    tmp_path: Path, joblib_file: Path, onnx_file: Path, lgb_file: tuple[Path, object]
+) -> None:
     """Each subdirectory of a repository is a model; numbered version directories serve the highest."""
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -146,7 +148,11 @@ def test_vertex_names(tmp_path: Path, joblib_file: Path, xgb_files: dict[str, Pa
     d.mkdir()
     shutil.copy(xgb_files["model.bst"] if name == "model.bst" else joblib_file, d / name)
     (m,) = find_models([d])
-    assert (m.name, m.runtime, m.path.name) == ("vertex", "xgboost" if name == "model.bst" else "sklearn", name)
+    assert (m.name, m.runtime, m.path.name) == (
+        "vertex",
+        "xgboost" if name == "model.bst" else "sklearn",
+        name,
+    )
 
 
 def test_vertex_saved_model(tmp_path: Path, saved_model_dir: Path) -> None:
