@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.unit.runtimes.helpers import need
+from tests.unit.runtimes.helpers import need, tiny_net
 
 
 @pytest.fixture(scope="session")
@@ -132,29 +132,9 @@ def onnx_two_inputs(models: Path) -> Path:
     return path
 
 
-class TinyNet:
-    """Factory for a small MLP (torch is imported only when a test asks for it)."""
-
-    @staticmethod
-    def make() -> Any:
-        torch = need("torch")
-
-        class Net(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.hidden = torch.nn.Linear(4, 8)
-                self.out = torch.nn.Linear(8, 3)
-
-            def forward(self, x: Any) -> Any:
-                return self.out(torch.relu(self.hidden(x)))
-
-        torch.manual_seed(0)
-        return Net().eval()
-
-
 @pytest.fixture(scope="session")
 def torch_net() -> Any:
-    return TinyNet.make()
+    return tiny_net()
 
 
 @pytest.fixture(scope="session")

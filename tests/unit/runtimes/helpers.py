@@ -41,3 +41,20 @@ def assert_batching(runtime: Runtime, x: np.ndarray, *, rtol: float = 1e-5) -> N
         assert value.shape[0] == len(x), f"output {name} is not row-aligned"
         joined = np.concatenate([r[name] for r in rows])
         np.testing.assert_allclose(joined, value, rtol=rtol, atol=1e-6)
+
+
+def tiny_net() -> Any:
+    """A small MLP, 4 features in and 3 logits out, with fixed weights (torch imported only here)."""
+    torch = need("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = torch.nn.Linear(4, 8)
+            self.out = torch.nn.Linear(8, 3)
+
+        def forward(self, x: Any) -> Any:
+            return self.out(torch.relu(self.hidden(x)))
+
+    torch.manual_seed(0)
+    return Net().eval()
