@@ -7,6 +7,7 @@ objectives (``[-1]`` or ``[-1, classes]``), values for regression.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,4 +22,4 @@ class LightGBMRuntime(TabularRuntime):
         import lightgbm as lgb
 
         booster = lgb.Booster(model_file=str(self.settings.path))
-        return booster.predict, booster.num_feature() or None
+        return partial(booster.predict, num_threads=self.threads), booster.num_feature() or None

@@ -4,7 +4,8 @@ Inputs, outputs, dtypes and shapes come from the graph. Outputs keep the graph's
 maps (a scikit-learn classifier converted with ZipMap) becomes a ``[-1, classes]`` array, columns in the
 order of the map's keys. The model is batchable when every input's first dimension is dynamic.
 
-``parameters``: ``intra_op_num_threads`` and ``inter_op_num_threads`` (onnxruntime's defaults otherwise).
+``parameters``: ``threads`` (or ``intra_op_num_threads``) and ``inter_op_num_threads``; onnxruntime's
+defaults otherwise.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class OnnxRuntime(Runtime):
         self._errors = (InvalidArgument, Fail)
         self.providers = select_providers(self.settings.device, ort.get_available_providers())
         options = ort.SessionOptions()
+        if "threads" in self.settings.parameters:
+            options.intra_op_num_threads = int(self.settings.parameters["threads"])
         for key in ("intra_op_num_threads", "inter_op_num_threads"):
             if key in self.settings.parameters:
                 setattr(options, key, int(self.settings.parameters[key]))

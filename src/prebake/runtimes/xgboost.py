@@ -29,4 +29,5 @@ class XGBoostRuntime(TabularRuntime):
         else:
             # From bytes XGBoost tells JSON from UBJSON by content, without warning about the suffix.
             booster.load_model(bytearray(path.read_bytes()))
+        booster.set_param({"nthread": self.threads})
         return booster.inplace_predict, booster.num_features() or None

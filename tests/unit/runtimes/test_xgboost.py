@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from prebake.errors import InvalidInput, ModelLoadError
+from prebake.errors import ConfigError, InvalidInput, ModelLoadError
 from tests.unit.runtimes.helpers import assert_batching, load, need, request
 
 
@@ -53,3 +53,13 @@ def test_not_a_booster(tmp_path: Path) -> None:
     path.write_bytes(b"\x00junk")
     with pytest.raises(ModelLoadError, match="junk.ubj"):
         load(path, "xgboost")
+
+
+def test_threads_parameter(xgb_files: dict[str, Path], xgb_booster: Any, iris: Any) -> None:
+    """parameters.threads sets the prediction threads without changing results; a bad value is refused."""
+    xgb = need("xgboost")
+    x, _ = iris
+    out = load(xgb_files["model.json"], "xgboost", parameters={"threads": 2}).predict(request(x=x[:3])).outputs
+    np.testing.assert_allclose(out["predict"], xgb_booster.predict(xgb.DMatrix(x[:3])), rtol=1e-6)
+    with pytest.raises(ConfigError, match="threads must be a whole number"):
+        load(xgb_files["model.json"], "xgboost", parameters={"threads": 0})
