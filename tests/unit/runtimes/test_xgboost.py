@@ -59,7 +59,8 @@ def test_threads_parameter(xgb_files: dict[str, Path], xgb_booster: Any, iris: A
     """parameters.threads sets the prediction threads without changing results; a bad value is refused."""
     xgb = need("xgboost")
     x, _ = iris
-    out = load(xgb_files["model.json"], "xgboost", parameters={"threads": 2}).predict(request(x=x[:3])).outputs
+    model = load(xgb_files["model.json"], "xgboost", parameters={"threads": 2})
+    out = model.predict(request(x=x[:3])).outputs
     np.testing.assert_allclose(out["predict"], xgb_booster.predict(xgb.DMatrix(x[:3])), rtol=1e-6)
     with pytest.raises(ConfigError, match="threads must be a whole number"):
         load(xgb_files["model.json"], "xgboost", parameters={"threads": 0})
