@@ -83,6 +83,8 @@ class TensorCheck:
     def coerce(self, x: np.ndarray, sent_as: str | None = None) -> np.ndarray:
         """``x`` cast and checked; errors name the input as the client sent it (``sent_as``) where given."""
         dtype = self.dtype
+        if x.dtype.kind in "OS":
+            x = as_text(x)
         if dtype is not None and x.dtype != dtype:
             x = cast(sent_as or self.name, x, dtype)
         shape = self.shape
@@ -107,6 +109,20 @@ class TensorCheck:
             f"the model expects {shape_text(self.shape or ())} (-1: any size)",
             input=name,
         )
+
+
+def as_text(x: np.ndarray) -> np.ndarray:
+    """Bytes (how V2 BYTES tensors arrive) as str, which scikit-learn encoders and onnxruntime expect;
+    any other array is returned as it is."""
+    if x.dtype.kind == "S":
+        return x.astype(str).astype(object)
+    if x.dtype.kind == "O" and x.size and isinstance(x.flat[0], bytes):
+        return np.frompyfunc(_decode, 1, 1)(x)
+    return x
+
+
+def _decode(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def cast(name: str, x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -54,6 +55,9 @@ SUFFIX_RUNTIMES = {
 VERTEX_NAMES = ("model.joblib", "model.pkl", "model.bst", "saved_model.pb")
 TAR_SUFFIXES = (".tar.gz", ".tgz")
 SAGEMAKER_SCRIPT = Path("code") / "inference.py"
+
+#: Model names travel in URL paths (/v2/models/NAME/infer): letters, digits, and . _ - only.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 SUPPORTED = (
     "scikit-learn .joblib/.pkl/.pickle/.skops, XGBoost .json/.ubj/.bst, LightGBM .txt, ONNX .onnx, "
@@ -218,8 +222,14 @@ def _strip_tar(name: str) -> str:
 def _settings(
     file: FileSettings, path: Path, runtime: str, name: str, version: str | None, device: str
 ) -> ModelSettings:
+    name = file.name or name
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"{file.source}: model name {name!r} is not usable in a URL; use letters, digits and . _ - "
+            f"(set 'name' in {SETTINGS_FILE}, or rename the file)"
+        )
     settings = ModelSettings(
-        name=file.name or name,
+        name=name,
         path=path,
         runtime=runtime,
         version=file.version or version,

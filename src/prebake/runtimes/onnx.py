@@ -120,6 +120,9 @@ class OnnxRuntime(Runtime):
             for o in self.session.get_outputs()
         ]
 
+    def unload(self) -> None:
+        self.session = None
+
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         plan = self.plan
         assert plan is not None, "load() first"

@@ -23,6 +23,7 @@ from prebake.errors import ConfigError, ModelLoadError
 from prebake.runtimes.arrays import (
     InputPlan,
     TensorCheck,
+    as_text,
     rejected,
     select_outputs,
     tabular_plan,
@@ -151,7 +152,9 @@ class SklearnRuntime(Runtime):
         columns = self._columns or []
         checks = InputPlan([TensorCheck(c, None, None) for c in columns])
         arrays = checks.arrays(request)
-        return self._frame({c: a.reshape(len(a), -1)[:, 0] for c, a in zip(columns, arrays, strict=True)})
+        return self._frame(
+            {c: as_text(a.reshape(len(a), -1)[:, 0]) for c, a in zip(columns, arrays, strict=True)}
+        )
 
     def metadata(self) -> ModelMetadata:
         meta = super().metadata()

@@ -141,6 +141,11 @@ class TorchRuntime(Runtime):
         self.model = program.module()
         return checks
 
+    def unload(self) -> None:
+        self.model = None
+        if self.device == "cuda" and self._torch is not None:
+            self._torch.cuda.empty_cache()
+
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         plan, torch = self.plan, self._torch
         assert plan is not None, "load() first"

@@ -72,3 +72,12 @@ def test_datatypes_round_trip() -> None:
     assert v2_datatype(np.array(["a"]).dtype) == "BYTES"
     with pytest.raises(ValueError, match="unknown datatype"):
         numpy_dtype("FP8")
+
+
+def test_bytes_become_text() -> None:
+    """BYTES inputs (bytes objects or fixed-width bytes) reach the model as str; numbers pass untouched."""
+    check = TensorCheck("s", None, None)
+    assert check.coerce(np.array([b"big", b"small"], dtype=object)).tolist() == ["big", "small"]
+    assert check.coerce(np.array([b"a"])).tolist() == ["a"]
+    numbers = np.ones(3)
+    assert check.coerce(numbers) is numbers

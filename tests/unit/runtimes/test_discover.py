@@ -216,3 +216,13 @@ def test_bad_device(joblib_file: Path) -> None:
     """An unknown --device value is a ConfigError."""
     with pytest.raises(ConfigError, match="unknown device 'tpu'"):
         find_models([joblib_file], device="tpu")
+
+
+def test_name_must_fit_a_url(tmp_path: Path, joblib_file: Path) -> None:
+    """A model name with a space or slash is a ConfigError saying how to fix it."""
+    shutil.copy(joblib_file, tmp_path / "my model.joblib")
+    with pytest.raises(ConfigError, match="'my model' is not usable in a URL"):
+        find_models([tmp_path / "my model.joblib"])
+    d = _dir(tmp_path, "ok", joblib_file, settings={"name": "a/b"})
+    with pytest.raises(ConfigError, match="'a/b' is not usable"):
+        find_models([d])

@@ -154,3 +154,17 @@ def test_skops(tmp_path: Path, sklearn_model: Any, iris: Any) -> None:
     x, _ = iris
     out = load(path, "sklearn").predict(request(input=x[:4])).outputs
     np.testing.assert_array_equal(out["predict"], sklearn_model.predict(x[:4]))
+
+
+def test_dataframe_model_with_bytes_column(frame_pipeline: Any) -> None:
+    """A category column sent as BYTES (bytes objects) is decoded to the str the encoder was fitted on."""
+    pd = need("pandas")
+    path, pipeline = frame_pipeline
+    columns = {
+        "sepal_length": np.array([5.1, 6.7]),
+        "sepal_width": np.array([3.5, 3.0]),
+        "size": np.array([b"small", b"big"], dtype=object),
+    }
+    out = load(path, "sklearn").predict(request(**columns)).outputs
+    expected = pipeline.predict(pd.DataFrame({**columns, "size": ["small", "big"]}))
+    np.testing.assert_array_equal(out["predict"], expected)
