@@ -150,7 +150,7 @@ class TorchRuntime(Runtime):
         plan, torch = self.plan, self._torch
         assert plan is not None, "load() first"
         arrays = plan.arrays(request)
-        device = self.device
+        on_cpu = self.device == "cpu"
         try:
             with torch.inference_mode():
                 tensors = []
@@ -159,7 +159,8 @@ class TorchRuntime(Runtime):
                         a = a.astype(_FLOAT32)
                     elif not a.flags.writeable:
                         a = a.copy()  # torch refuses to share memory it may not write
-                    tensors.append(torch.from_numpy(a).to(device))
+                    t = torch.from_numpy(a)
+                    tensors.append(t if on_cpu else t.to(self.device, non_blocking=True))
                 result = self.model(*tensors)
                 outputs = name_outputs(_to_host(result), self._output_names)
         except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
