@@ -5,7 +5,8 @@ A path may be:
 - a model file: ``.joblib .pkl .pickle .skops`` (sklearn), ``.json .ubj .bst`` (XGBoost), ``.txt``
   (LightGBM), ``.onnx``, ``.pt .pth .pt2`` (TorchScript, torch.export), ``.keras .h5`` (Keras);
 - a directory holding one model, with an optional ``model-settings.json`` (see ``settings.py``): a
-  SavedModel (``saved_model.pb``), a SageMaker model directory (``code/inference.py``, or a
+  SavedModel (``saved_model.pb``), a SageMaker model directory (``code/inference.py`` or
+  ``code/$SAGEMAKER_PROGRAM``, or a
   ``model.tar.gz`` inside), a Vertex AI directory (``model.joblib``, ``model.pkl``, ``model.bst``,
   ``saved_model.pb``), or a directory of numbered versions (``1/``, ``2/``: the highest is served);
 - a SageMaker ``model.tar.gz``, unpacked once into ``$TMPDIR/prebake-models/`` so a read-only root
@@ -33,6 +34,7 @@ from pathlib import Path
 from prebake.errors import ConfigError
 from prebake.runtimes.base import ModelSettings
 from prebake.runtimes.registry import RUNTIMES
+from prebake.runtimes.sagemaker import script_path
 from prebake.runtimes.settings import DEVICES, SETTINGS_FILE, FileSettings, read_settings
 
 SUFFIX_RUNTIMES = {
@@ -54,7 +56,6 @@ SUFFIX_RUNTIMES = {
 #: When a directory holds several model files, the Vertex AI names win, in this order.
 VERTEX_NAMES = ("model.joblib", "model.pkl", "model.bst", "saved_model.pb")
 TAR_SUFFIXES = (".tar.gz", ".tgz")
-SAGEMAKER_SCRIPT = Path("code") / "inference.py"
 
 #: Model names travel in URL paths (/v2/models/NAME/infer): letters, digits, and . _ - only.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -141,7 +142,7 @@ def model_from_dir(directory: Path, device: str, *, name: str | None = None) -> 
 
 def locate(directory: Path, *, scripts: bool = True) -> tuple[Path, str, str | None]:
     """The model file (or directory), runtime and version found in ``directory``."""
-    if scripts and (directory / SAGEMAKER_SCRIPT).is_file():
+    if scripts and (directory / script_path()).is_file():
         return directory, "sagemaker", None
     if (directory / "saved_model.pb").is_file():
         return directory, "tensorflow", None

@@ -15,8 +15,9 @@ argument, the context, which is None here. Where a function is missing the toolk
   ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` or ``application/json``; others 415.
 
 JSON and CSV bodies reach ``input_fn`` as str, others as bytes, as in the toolkit. A tuple returned by
-``transform_fn``/``output_fn`` is ``(body, content_type)``. Settings ``parameters.script`` names
-another script path, relative to the model directory.
+``transform_fn``/``output_fn`` is ``(body, content_type)``. The script is ``code/inference.py``, or
+``code/$SAGEMAKER_PROGRAM`` as in SageMaker's framework containers, or ``parameters.script`` (relative
+to the model directory). ``parameters.default_accept`` overrides ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,13 @@ CSV = "text/csv"
 NPY = "application/x-npy"
 _TEXT_TYPES = (JSON, CSV)
 _HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
+
+
+def script_path() -> Path:
+    """Where the toolkit looks for the script, relative to the model directory: code/inference.py, or
+    the file ``$SAGEMAKER_PROGRAM`` names in code/."""
+    program = os.environ.get("SAGEMAKER_PROGRAM") or "inference.py"
+    return Path("code") / (program if program.endswith(".py") else f"{program}.py")
 
 
 def media_type(header: str) -> str:
@@ -125,13 +134,17 @@ class SageMakerScriptRuntime(RawRuntime):
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.model_dir = settings.path if settings.path.is_dir() else settings.path.parent
-        self.script = self.model_dir / str(settings.parameters.get("script", "code/inference.py"))
+        self.script = self.model_dir / str(settings.parameters.get("script") or script_path())
         self.model: Any = None
         self._transform: Callable[[Any, Any, str, str], Any] | None = None
         self._input: Callable[..., Any] = default_input_fn
         self._predict: Callable[..., Any] = default_predict_fn
         self._output: Callable[..., Any] = default_output_fn
-        self.default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
+        self.default_accept = str(
+            settings.parameters.get("default_accept")
+            or os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
+            or JSON
+        )
 
     def load(self) -> None:
         module = self._import_script()

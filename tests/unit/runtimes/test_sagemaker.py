@@ -223,3 +223,26 @@ def test_missing_script(tmp_path: Path) -> None:
     """A model directory without the script is a ModelLoadError naming the path looked at."""
     with pytest.raises(ModelLoadError, match="no such SageMaker inference script"):
         _runtime(tmp_path)
+
+
+def test_sagemaker_program(tmp_path: Path, joblib_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$SAGEMAKER_PROGRAM names the script in code/, for discovery and loading, as in SageMaker's containers."""
+    from prebake.runtimes.discover import find_models
+
+    d = _model_dir(
+        tmp_path, joblib_file, "", **{"serve.py": "def model_fn(d):\n    return lambda x: x.max()\n"}
+    )
+    (d / "code" / "inference.py").unlink()
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "serve.py")
+    (settings,) = find_models([d])
+    assert settings.runtime == "sagemaker"
+    runtime = SageMakerScriptRuntime(settings)
+    runtime.load()
+    assert json.loads(runtime.score(_post(b"[3, 9, 1]")).body) == 9
+
+
+def test_default_accept_parameter(tmp_path: Path, joblib_file: Path) -> None:
+    """parameters.default_accept sets the response type when the client accepts anything."""
+    runtime = _runtime(_model_dir(tmp_path, joblib_file, LOAD_JOBLIB), default_accept="text/csv")
+    result = runtime.score(_post(b"[[5.1, 3.5, 1.4, 0.2]]", accept="*/*"))
+    assert (result.content_type, result.body.strip()) == ("text/csv", b"0")
