@@ -199,8 +199,13 @@ def unpack(archive: Path) -> Path:
     target = cache / f"{_strip_tar(archive.name)}-{key}"
     if target.is_dir():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    except OSError as exc:
+        raise ConfigError(
+            f"{archive}: cannot unpack into {cache} (set TMPDIR to a writable directory): {exc}"
+        ) from None
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(staging, filter="data")

@@ -172,11 +172,10 @@ def _tar(path: Path, members: dict[str, Path]) -> Path:
 
 def test_sagemaker_tar(tmp_path: Path, joblib_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A SageMaker model.tar.gz is unpacked under $TMPDIR, once, and its model found inside."""
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # what TMPDIR sets
     archive = _tar(tmp_path / "model.tar.gz", {"model.joblib": joblib_file})
     (m,) = find_models([archive])
     assert (m.name, m.runtime, m.path.name) == ("model", "sklearn", "model.joblib")
@@ -226,3 +225,15 @@ def test_name_must_fit_a_url(tmp_path: Path, joblib_file: Path) -> None:
     d = _dir(tmp_path, "ok", joblib_file, settings={"name": "a/b"})
     with pytest.raises(ConfigError, match="'a/b' is not usable"):
         find_models([d])
+
+
+def test_unwritable_tmpdir(tmp_path: Path, joblib_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TMPDIR that cannot be written is a ConfigError telling to set a writable one."""
+    import tempfile
+
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker))
+    archive = _tar(tmp_path / "model.tar.gz", {"model.joblib": joblib_file})
+    with pytest.raises(ConfigError, match="set TMPDIR to a writable directory"):
+        find_models([archive])
