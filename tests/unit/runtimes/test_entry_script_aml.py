@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +190,27 @@ def test_azureml_is_a_namespace_package() -> None:
 
     assert getattr(azureml, "__file__", None) is None
     assert getattr(azureml.contrib, "__file__", None) is None
+
+
+def test_coexists_with_a_pkgutil_style_azureml_package(tmp_path: Path) -> None:
+    """With an Azure SDK's pkgutil-style azureml (and azureml.contrib) earlier on sys.path, both its
+    modules and ours import."""
+    sdk = tmp_path / "site"
+    extend = "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n"
+    (sdk / "azureml" / "core").mkdir(parents=True)
+    (sdk / "azureml" / "__init__.py").write_text(extend)
+    (sdk / "azureml" / "core" / "__init__.py").write_text("NAME = 'sdk core'\n")
+    (sdk / "azureml" / "contrib" / "other").mkdir(parents=True)
+    (sdk / "azureml" / "contrib" / "__init__.py").write_text(extend)
+    (sdk / "azureml" / "contrib" / "other" / "__init__.py").write_text("NAME = 'sdk contrib'\n")
+    code = (
+        "import azureml.core, azureml.contrib.other\n"
+        "from azureml.contrib.services.aml_request import rawhttp\n"
+        "from azureml.contrib.services.aml_response import AMLResponse\n"
+        "print(azureml.core.NAME, '|', azureml.contrib.other.NAME, '|', AMLResponse('x', 200).status)\n"
+    )
+    src = Path(aml_request.__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sdk), str(src)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sdk core | sdk contrib | 200 OK"
