@@ -102,7 +102,7 @@ class EntryScriptRuntime(RawRuntime):
         self._request_error = aml_request.AMLRequestError
         self._response_type = aml_response.AMLResponse
 
-        aml_request._rawHttpRequested = False
+        _reset_rawhttp_flags(aml_request)
         module = self._import()
         if not callable(getattr(module, "init", None)):
             raise ModelLoadError(f"Entry script {self.script} does not have an init() function defined.")
@@ -120,7 +120,7 @@ class EntryScriptRuntime(RawRuntime):
             )
         else:
             logger.info("Found user script at %s", module.__file__)
-        raw = bool(getattr(run, "__aml_rawhttp__", False) or aml_request._rawHttpRequested)
+        raw = bool(getattr(run, "__aml_rawhttp__", False) or _rawhttp_flagged(aml_request))
         self._analyse_run(run, raw)
         self._run = run
         self.module = module
@@ -236,8 +236,9 @@ class EntryScriptRuntime(RawRuntime):
         response_type = self._response_type
         if response_type is not None and isinstance(output, response_type):
             return _from_response(output.status_code, output.headers.items(), output.get_data())
-        if type(output).__module__.startswith(("werkzeug", "flask")) and hasattr(output, "get_data"):
-            # A flask/werkzeug Response from a script that uses Flask itself.
+        werkzeug = sys.modules.get("werkzeug.wrappers.response")  # loaded only where the script uses Flask
+        if werkzeug is not None and isinstance(output, werkzeug.Response):
+            # A flask Response, or the reference's own AMLResponse where a script imports it from there.
             return _from_response(output.status_code, list(output.headers.items()), output.get_data())
         try:
             body = jsonout.dumps(output)
@@ -309,6 +310,24 @@ class EntryScriptRuntime(RawRuntime):
         if self._swagger is None:
             raise ModelLoadError("The entry script is not loaded.")
         return self._swagger.get(version)
+
+
+# Where @rawhttp may have been imported from: ours, and the reference server's own module, which scripts
+# import directly where azureml-inference-server-http is installed too (azureml-defaults brings it).
+_RAWHTTP_MODULES = ("azureml_inference_server_http.api.aml_request",)
+
+
+def _reset_rawhttp_flags(ours: ModuleType) -> None:
+    ours._rawHttpRequested = False  # type: ignore[attr-defined]
+    for name in _RAWHTTP_MODULES:
+        module = sys.modules.get(name)
+        if module is not None:
+            module._rawHttpRequested = False  # type: ignore[attr-defined]
+
+
+def _rawhttp_flagged(ours: ModuleType) -> bool:
+    modules = [ours, *(sys.modules.get(name) for name in _RAWHTTP_MODULES)]
+    return any(getattr(module, "_rawHttpRequested", False) for module in modules if module is not None)
 
 
 def _not_loaded(**kwargs: Any) -> Any:

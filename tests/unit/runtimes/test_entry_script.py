@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import textwrap
 from pathlib import Path
 
@@ -458,3 +459,40 @@ def test_swagger_user_file_and_service_settings(tmp_path: Path, monkeypatch: pyt
     v3 = json.loads(runtime.swagger("3"))
     assert v3["info"]["title"] == "iris"
     assert "/api/score" in v3["paths"]
+
+
+def test_rawhttp_imported_from_the_reference_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script taking @rawhttp from azureml_inference_server_http.api (where that package is installed too)
+    still gets the request object."""
+    package = tmp_path / "site" / "azureml_inference_server_http" / "api"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    # The reference's module, reduced to its flag (the real one needs Flask).
+    (package / "aml_request.py").write_text(
+        "_rawHttpRequested = False\n"
+        "def rawhttp(func):\n"
+        "    global _rawHttpRequested\n"
+        "    _rawHttpRequested = True\n"
+        "    return func\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    runtime = from_source(
+        tmp_path,
+        """
+        from azureml_inference_server_http.api.aml_request import rawhttp
+
+        def init():
+            pass
+
+        @rawhttp
+        def run(request):
+            return {"method": request.method, "args": request.args.to_dict()}
+        """,
+    )
+    try:
+        runtime.load()
+        assert parsed(runtime.score(get("a=1"))) == {"method": "GET", "args": {"a": "1"}}
+    finally:
+        for name in [m for m in sys.modules if m.startswith("azureml_inference_server_http")]:
+            del sys.modules[name]
