@@ -62,6 +62,8 @@ CASES = [
     Case("options", "echo", "OPTIONS"),
     Case("rawhttp-options", "rawhttp", "OPTIONS"),
     Case("headers", "headers", body=b"hi", headers={"X-Custom-Header": "v1", "content-type": "text/plain"}),
+    Case("headers-all", "headers_all", body=b"x", headers={"X-Custom": "a", "content-type": "text/plain"}),
+    Case("headers-all-get", "headers_all", "GET", "/score?a=1", headers={"Accept": "application/json"}),
     Case("returns-str", "returns_str", body=b'{"a": [1, 2]}'),
     Case("returns-list", "returns_values", body=b"list"),
     Case("raising", "raising", body=b"x"),
