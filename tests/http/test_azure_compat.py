@@ -286,3 +286,18 @@ def test_reference_is_the_pinned_version() -> None:
     ).stdout.strip()
     assert out == "1.5.1", sys.version
     assert free_port() > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("PUT", "/score"), ("POST", "/"), ("DELETE", "/swagger.json"), ("GET", "/nope")]
+)
+def test_routing_errors_have_the_reference_status(
+    servers: dict[str, tuple[AzmlinfsrvProcess, ServerProcess]], method: str, path: str
+) -> None:
+    """Wrong methods and unknown paths get the reference's status as JSON (the wording is prebake's own)."""
+    reference, ours = servers["echo"]
+    with httpx.Client(timeout=30) as client:
+        expected = client.request(method, reference.url + path)
+        actual = client.request(method, ours.url + path)
+    assert actual.status_code == expected.status_code
+    assert media_type(actual) == media_type(expected) == "application/json"
