@@ -89,6 +89,7 @@ class EntryScriptRuntime(RawRuntime):
         self._response_type: Any = None
         self._request_type: Any = None
         self._request_error: type[Exception] | None = None
+        self._json_error: type[Exception] = ValueError
 
     # -- load --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -100,6 +101,7 @@ class EntryScriptRuntime(RawRuntime):
 
         self._request_type = aml_request.AMLRequest
         self._request_error = aml_request.AMLRequestError
+        self._json_error = aml_request.InvalidJSON
         self._response_type = aml_response.AMLResponse
 
         _reset_rawhttp_flags(aml_request)
@@ -292,10 +294,13 @@ class EntryScriptRuntime(RawRuntime):
             if parameter is not None:
                 return InvalidInput(f"Invalid value for parameter {parameter!r}: {exc}", parameter=parameter)
         if self._request_error is not None and isinstance(exc, self._request_error):
-            status = getattr(exc, "status", 400)
+            # The script asked AMLRequest for what the body is not (get_json() on text): the client's error.
+            status: int = getattr(exc, "status", 400)
             if status == 415:
                 return UnsupportedMediaType(str(exc))
-            return BadJSON(str(exc)) if "JSON" in str(exc) else RequestError(str(exc), status=status)
+            if isinstance(exc, self._json_error):
+                return BadJSON(str(exc))
+            return RequestError(str(exc), status=status)
         message = RUN_FAILED_MESSAGE
         if self.debug:
             message = f"{message} {type(exc).__name__}: {exc}"

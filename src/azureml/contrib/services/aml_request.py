@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote
 
 from azureml.contrib.services._datastructures import FileStorage, Headers, MultiDict
 
-__all__ = ["AMLRequest", "AMLRequestError", "BadRequest", "UnsupportedMediaType", "rawhttp"]
+__all__ = ["AMLRequest", "AMLRequestError", "BadRequest", "InvalidJSON", "UnsupportedMediaType", "rawhttp"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,6 +72,10 @@ class BadRequest(AMLRequestError):
 
 class UnsupportedMediaType(AMLRequestError):
     status = 415
+
+
+class InvalidJSON(BadRequest):
+    """get_json() found a body that is not JSON."""
 
 
 class AMLRequest:
@@ -244,7 +248,7 @@ class AMLRequest:
         except ValueError as exc:
             if silent:
                 return None
-            raise BadRequest(f"Failed to decode JSON object: {exc}") from None
+            raise InvalidJSON(f"Failed to decode JSON object: {exc}") from None
 
     @property
     def json(self) -> Any:
