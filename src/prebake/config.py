@@ -49,6 +49,9 @@ class ServeConfig:
     graceful_timeout_s: float = 30.0
     health_route: str = "/health"
     predict_route: str | None = None
+    api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
+    max_header_bytes: int = 64 * 1024
+    limit_concurrency: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +78,10 @@ def _first(flags: Mapping[str, Any], env: Mapping[str, str], flag: str, *env_nam
         if env.get(name):
             return env[name]
     return None
+
+
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -133,8 +140,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if port > 65535 or (grpc_port is not None and grpc_port > 65535):
         raise ConfigError("ports must be between 0 and 65535")
 
-    workers = _int(str(_first(flags, env, "workers", "WORKER_COUNT") or 1), "workers", minimum=1)
-    threads = _int(str(_first(flags, env, "threads", "PREBAKE_THREADS") or 1), "threads", minimum=1)
+    workers = _int(str(_default(_first(flags, env, "workers", "WORKER_COUNT"), 1)), "workers", minimum=1)
+    threads = _int(str(_default(_first(flags, env, "threads", "PREBAKE_THREADS"), 1)), "threads", minimum=1)
     timeout_value = _first(flags, env, "timeout_ms", "SCORING_TIMEOUT_MS")
     timeout_ms = (
         _int(str(timeout_value), "scoring timeout (ms)") if timeout_value is not None else DEFAULT_TIMEOUT_MS
@@ -163,6 +170,13 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     source = _first(flags, env, "source_dir", "AZUREML_SOURCE_DIRECTORY")
     grace_value = _first(flags, env, "graceful_timeout", "PREBAKE_GRACEFUL_TIMEOUT")
 
+    from prebake.server.auth import read_keys
+
+    api_keys = read_keys(
+        env.get("PREBAKE_API_KEY"), _first(flags, env, "api_key_file", "PREBAKE_API_KEY_FILE")
+    )
+    concurrency = _first(flags, env, "limit_concurrency", "PREBAKE_LIMIT_CONCURRENCY")
+
     return ServeConfig(
         models=models,
         model_repository=repository,
@@ -186,4 +200,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         graceful_timeout_s=float(grace_value) if grace_value is not None else 30.0,
         health_route=str(env.get("AIP_HEALTH_ROUTE") or "/health"),
         predict_route=env.get("AIP_PREDICT_ROUTE") or None,
+        api_keys=api_keys,
+        limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
+        if concurrency is not None
+        else None,
     )

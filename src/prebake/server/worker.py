@@ -61,15 +61,39 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
             list(config.models), repository=config.model_repository, device=config.device
         ):
             runtime = create_runtime(settings)
-            backend.add(
-                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
-            )
+            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
+            entry.batcher = _batcher(entry, runtime, executor, metrics)
+            backend.add(entry, raw=_is_raw(runtime))
 
     from prebake.server import ops
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
     return backend, routes
+
+
+DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
+    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
+    from prebake.runtimes.base import Runtime
+    from prebake.server.batching import Batcher
+
+    settings = entry.settings
+    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
+        return None
+    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    if size <= 1:
+        return None
+    return Batcher(
+        entry.name,
+        runtime,
+        executor,
+        metrics,
+        max_batch_size=size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+    )
 
 
 def _is_raw(runtime: object) -> bool:
@@ -146,6 +170,8 @@ def _serve(
         max_body_bytes=config.max_body_bytes,
         cors_origins=config.cors_origins,
         debug=config.debug,
+        api_keys=config.api_keys,
+        max_header_bytes=config.max_header_bytes,
     )
     uv_config = uvicorn.Config(
         app,
@@ -156,7 +182,8 @@ def _serve(
         timeout_graceful_shutdown=int(config.graceful_timeout_s),
         timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
         server_header=False,
-        proxy_headers=False,  # no proxy in front by default; saves a middleware hop per request
+        proxy_headers=False,
+        limit_concurrency=config.limit_concurrency,  # past it: 503 at once instead of an unbounded queue  # no proxy in front by default; saves a middleware hop per request
         date_header=False,
     )
     server = uvicorn.Server(uv_config)
