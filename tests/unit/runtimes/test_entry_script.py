@@ -496,3 +496,15 @@ def test_rawhttp_imported_from_the_reference_package(tmp_path: Path, monkeypatch
     finally:
         for name in [m for m in sys.modules if m.startswith("azureml_inference_server_http")]:
             del sys.modules[name]
+
+
+def test_importing_the_runtime_is_light() -> None:
+    """Importing the runtime loads neither numpy, pandas, inference-schema nor the azureml modules."""
+    import subprocess
+
+    code = (
+        "import sys, prebake.runtimes.entry_script\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'inference_schema', 'azureml') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
