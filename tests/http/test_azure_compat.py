@@ -252,7 +252,7 @@ def test_deliberate_differences(
 def test_init_failure_under_both() -> None:
     """A failing init() makes both servers exit non-zero without ever answering healthy."""
     script = SCRIPTS / "init_fails.py"
-    commands = {
+    commands: dict[str, AzmlinfsrvProcess | ServerProcess] = {
         "azmlinfsrv": AzmlinfsrvProcess(script, wait_ready=False),
         "prebake": ServerProcess(["--entry-script", str(script)], ready_path="/", wait_ready=False),
     }
