@@ -16,7 +16,7 @@ The contract is the reference server's (azureml-inference-server-http 1.5.1):
 Where it is better than the reference, on purpose: numpy, pandas and other values serialize (see
 ``prebake.jsonout``) instead of failing with 500; an input that inference-schema cannot convert gives 422
 naming the parameter, not 500; ``get_json()`` on a bad body under @rawhttp gives 400/415, not 500; run()
-calling sys.exit() fails that request, not the worker; the script is in ``sys.modules`` while it is
+calling sys.exit() fails that request, not the worker; ``async def`` init() and run() are awaited; the script is in ``sys.modules`` while it is
 imported, so dataclasses and pickle work in it; loading again in one process (tests, reloads) does not trip
 inference-schema's "output schema already defined".
 
@@ -25,6 +25,7 @@ inference-schema's "output schema already defined".
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import itertools
@@ -124,12 +125,12 @@ class EntryScriptRuntime(RawRuntime):
             logger.info("Found user script at %s", module.__file__)
         raw = bool(getattr(run, "__aml_rawhttp__", False) or _rawhttp_flagged(aml_request))
         self._analyse_run(run, raw)
-        self._run = run
+        self._run = _synchronous(run)
         self.module = module
 
         logger.info("Invoking user's init function")
         try:
-            module.init()
+            _synchronous(module.init)()
         except BaseException as exc:
             logger.error("User's init function failed:\n%s", traceback.format_exc())
             self._log_model_dir()
@@ -333,6 +334,18 @@ def _reset_rawhttp_flags(ours: ModuleType) -> None:
 def _rawhttp_flagged(ours: ModuleType) -> bool:
     modules = [ours, *(sys.modules.get(name) for name in _RAWHTTP_MODULES)]
     return any(getattr(module, "_rawHttpRequested", False) for module in modules if module is not None)
+
+
+def _synchronous(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` itself, or for an ``async def`` one that runs it to completion (the reference would send the
+    coroutine object to json.dumps and answer 500)."""
+    if not inspect.iscoroutinefunction(func):
+        return func
+
+    def run_to_completion(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(func(*args, **kwargs))
+
+    return run_to_completion
 
 
 def _not_loaded(**kwargs: Any) -> Any:

@@ -147,6 +147,27 @@ def test_sys_exit_in_run_fails_only_the_request(tmp_path: Path) -> None:
         runtime.score(post("x"))
 
 
+def test_async_init_and_run_are_awaited(tmp_path: Path) -> None:
+    """async def init() and run() are run to completion instead of sending a coroutine object."""
+    runtime = from_source(
+        tmp_path,
+        """
+        import asyncio
+        state = {}
+
+        async def init():
+            await asyncio.sleep(0)
+            state["ready"] = True
+
+        async def run(data):
+            await asyncio.sleep(0)
+            return {"data": data, "ready": state["ready"]}
+        """,
+    )
+    runtime.load()
+    assert parsed(runtime.score(post("x", "text/plain"))) == {"data": "x", "ready": True}
+
+
 def test_other_methods() -> None:
     """OPTIONS answers 200 with an empty body; other methods are 405."""
     runtime = loaded("echo")
