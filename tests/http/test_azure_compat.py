@@ -196,20 +196,7 @@ def body_of(response: httpx.Response) -> object:
 
 
 def _matching_cases() -> list[object]:
-    cases: list[object] = []
-    for case in CASES:
-        if case.differs is not None:
-            continue
-        if case.name in ("options", "rawhttp-options"):
-            # src/prebake/protocols/azure.py answers OPTIONS itself: no x-ms-run-function-failed header, and a
-            # @rawhttp run() never sees OPTIONS (the reference passes it on). Strict: passes once fixed there.
-            reason = "protocols/azure.py must pass OPTIONS to the runtime (it adds x-ms-run-function-failed)"
-            cases.append(
-                pytest.param(case, id=case.name, marks=pytest.mark.xfail(reason=reason, strict=True))
-            )
-        else:
-            cases.append(pytest.param(case, id=case.name))
-    return cases
+    return [pytest.param(case, id=case.name) for case in CASES if case.differs is None]
 
 
 @pytest.mark.parametrize("case", _matching_cases())
