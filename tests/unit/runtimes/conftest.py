@@ -174,6 +174,16 @@ def keras_file(models: Path, keras_model: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
+def h5_file(models: Path, keras_model: Any) -> Path:
+    """The same model in Keras's legacy HDF5 format (Keras warns that it is legacy: silenced here)."""
+    path = models / "net.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def saved_model_dir(models: Path, keras_model: Any) -> Path:
     tf = need("tensorflow")
     path = models / "savedmodel"

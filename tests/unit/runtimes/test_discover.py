@@ -237,3 +237,13 @@ def test_unwritable_tmpdir(tmp_path: Path, joblib_file: Path, monkeypatch: pytes
     archive = _tar(tmp_path / "model.tar.gz", {"model.joblib": joblib_file})
     with pytest.raises(ConfigError, match="set TMPDIR to a writable directory"):
         find_models([archive])
+
+
+def test_sagemaker_tar_with_script(tmp_path: Path, joblib_file: Path) -> None:
+    """A model.tar.gz holding code/inference.py beside the model is served by the SageMaker script runtime."""
+    script = tmp_path / "inference.py"
+    script.write_text("")
+    archive = _tar(tmp_path / "model.tar.gz", {"model.joblib": joblib_file, "code/inference.py": script})
+    (m,) = find_models([archive])
+    assert (m.name, m.runtime) == ("model", "sagemaker")
+    assert (m.path / "code" / "inference.py").is_file() and (m.path / "model.joblib").is_file()

@@ -20,10 +20,11 @@ def test_saved_model_matches_keras(saved_model_dir: Path, keras_model: Any, iris
     np.testing.assert_allclose(out["probs"], keras_model(x[:6].astype(np.float32)).numpy(), rtol=1e-5)
 
 
-def test_keras_file_matches_keras(keras_file: Path, keras_model: Any, iris: Any) -> None:
-    """A .keras file gives the model's own output under its output layer's name."""
+@pytest.mark.parametrize("fixture", ["keras_file", "h5_file"])
+def test_keras_file_matches_keras(fixture: str, request_fixture: Any, keras_model: Any, iris: Any) -> None:
+    """A .keras (or legacy .h5) file gives the model's own output under its output layer's name."""
     x, _ = iris
-    out = load(keras_file, "tensorflow").predict(request(input=x[:6])).outputs
+    out = load(request_fixture(fixture), "tensorflow").predict(request(input=x[:6])).outputs
     assert list(out) == ["probs"]
     np.testing.assert_allclose(out["probs"], keras_model(x[:6].astype(np.float32)).numpy(), rtol=1e-5)
 
