@@ -145,6 +145,7 @@ class OnnxRuntime(Runtime):
 
     def metadata(self) -> ModelMetadata:
         meta = super().metadata()
+        meta.platform = "onnxruntime_onnx"  # Triton's name for the same backend
         if not meta.inputs and self.plan is not None:
             meta.inputs = self.plan.specs()
         if not meta.outputs:

@@ -118,6 +118,7 @@ class TensorFlowRuntime(Runtime):
 
     def metadata(self) -> ModelMetadata:
         meta = super().metadata()
+        meta.platform = "tensorflow_savedmodel" if self.settings.path.is_dir() else "tensorflow_keras"
         if not meta.inputs and self.plan is not None:
             meta.inputs = self.plan.specs()
         if not meta.outputs:

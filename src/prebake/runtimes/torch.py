@@ -173,6 +173,7 @@ class TorchRuntime(Runtime):
 
     def metadata(self) -> ModelMetadata:
         meta = super().metadata()
+        meta.platform = "pytorch_export" if self.settings.path.suffix == ".pt2" else "pytorch_torchscript"
         if not meta.inputs and self.plan is not None:
             meta.inputs = self.plan.specs()
         if not meta.outputs:

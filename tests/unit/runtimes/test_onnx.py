@@ -60,6 +60,7 @@ def test_requested_output(onnx_file: Path, iris: Any) -> None:
 def test_metadata_from_graph(onnx_file: Path) -> None:
     """Metadata gives the graph's input name, dtype and shape."""
     meta = load(onnx_file, "onnx").metadata()
+    assert meta.platform == "onnxruntime_onnx"
     assert [s.to_dict() for s in meta.inputs] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta.outputs[0].name == "output_label"
 

@@ -48,6 +48,7 @@ def test_wrong_width(fixture: str, request_fixture: Any) -> None:
 def test_metadata_from_signature(saved_model_dir: Path) -> None:
     """Metadata gives the signature's input and output names, dtypes and shapes."""
     meta = load(saved_model_dir, "tensorflow").metadata()
+    assert meta.platform == "tensorflow_savedmodel"
     assert [s.to_dict() for s in meta.inputs] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
     assert [s.to_dict() for s in meta.outputs] == [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}]
 

@@ -42,6 +42,7 @@ def test_exported_metadata_and_shape_check(exported_file: Path) -> None:
     """A .pt2 archive gives its input's name, dtype and shape, and a wrong width is InvalidInput."""
     model = load(exported_file, "torch", device="cpu")
     meta = model.metadata()
+    assert meta.platform == "pytorch_export"
     assert [s.to_dict() for s in meta.inputs] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
     assert [s.to_dict() for s in meta.outputs] == [{"name": "output-0", "datatype": "FP32", "shape": [-1, 3]}]
     with pytest.raises(InvalidInput, match=r"\[1, 5\].*\[-1, 4\]"):
