@@ -97,6 +97,7 @@ class SklearnRuntime(Runtime):
         self._methods: list[tuple[str, Callable[[Any], Any]]] = []
         self._columns: list[str] | None = None
         self._frame: Any = None  # pandas.DataFrame where the model wants named columns
+        self._column_plan: InputPlan | None = None  # one input per column, for column-wise requests
 
     def load(self) -> None:
         try:
@@ -120,10 +121,16 @@ class SklearnRuntime(Runtime):
         n_features = getattr(self.model, "n_features_in_", None)
         columns = getattr(self.model, "feature_names_in_", None)
         if columns is not None:
-            import pandas as pd
-
+            try:
+                import pandas as pd
+            except ImportError:
+                raise ModelLoadError(
+                    f"model {self.settings.name!r} was fitted on a pandas DataFrame and needs pandas to "
+                    "predict: pip install pandas"
+                ) from None
             self._frame = pd.DataFrame
             self._columns = [str(c) for c in columns]
+            self._column_plan = InputPlan([TensorCheck(c, None, None) for c in self._columns])
         self.plan = tabular_plan(self.settings.inputs, n_features, None)
 
     def predict(self, request: InferenceRequest) -> InferenceResponse:
@@ -149,9 +156,9 @@ class SklearnRuntime(Runtime):
 
     def _columns_frame(self, request: InferenceRequest) -> Any:
         """A DataFrame from one input per column (V2 requests from pandas clients)."""
-        columns = self._columns or []
-        checks = InputPlan([TensorCheck(c, None, None) for c in columns])
-        arrays = checks.arrays(request)
+        columns, plan = self._columns or [], self._column_plan
+        assert plan is not None
+        arrays = plan.arrays(request)
         return self._frame(
             {c: as_text(a.reshape(len(a), -1)[:, 0]) for c, a in zip(columns, arrays, strict=True)}
         )
