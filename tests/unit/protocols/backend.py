@@ -173,3 +173,24 @@ def served(routes: list[Route]) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def served_grpc(backend: ComputingBackend) -> Iterator[str]:
+    """v2_grpc.start() on an event loop in a thread, for synchronous clients (tritonclient.grpc)."""
+    from prebake.protocols import v2_grpc
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(
+        v2_grpc.start(backend, host="127.0.0.1", port=port), loop
+    ).result(10)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
