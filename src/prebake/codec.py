@@ -13,6 +13,8 @@ One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex),
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +25,7 @@ import numpy as np
 import orjson
 
 from prebake.errors import BadJSON, InvalidInput, ScoringError
-from prebake.types import InferenceRequest, InferenceResponse
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 # Little-endian on the wire (binary extension and gRPC raw contents), whatever this machine is.
 _DTYPES: dict[str, np.dtype[Any]] = {
@@ -451,29 +453,52 @@ def encode_v2_response(
 # ---- rows: KServe V1, Vertex AI and SageMaker JSON -------------------------------------------------
 
 
-def rows_to_inputs(instances: Any, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+def rows_to_inputs(instances: Any, specs: Sequence[TensorSpec] = ()) -> dict[str, np.ndarray]:
     """``instances`` (one entry per row) as named input arrays.
 
     Rows that are JSON objects name their inputs (TensorFlow Serving's row format): each key becomes an
-    input. Any other rows form one array under ``input_names[0]`` (``"input-0"`` if the model names
-    none). Numbers become float64 or int64 arrays as numpy infers; strings an object array.
+    input. Any other rows form one array named by the model's first input (``"input-0"`` if it names
+    none). Where the model's metadata gives an input's numeric datatype, the array takes it (an ONNX
+    model wants FP32, not the float64 JSON numbers would give); otherwise numpy infers float64 or int64,
+    and text stays Python str in an object array. ``{"b64": "..."}`` values (Vertex AI's convention for
+    binary data) become bytes.
     """
     if not isinstance(instances, list) or not instances:
         raise bad("'instances' must be a non-empty list, one entry per row")
-    if isinstance(instances[0], dict):
-        if not all(isinstance(row, dict) and row.keys() == instances[0].keys() for row in instances):
+    datatypes = {spec.name: spec.datatype for spec in specs}
+    first = instances[0]
+    if isinstance(first, dict) and set(first) != {"b64"}:
+        if not all(isinstance(row, dict) and row.keys() == first.keys() for row in instances):
             raise bad("every instance must be an object with the same keys")
-        return {key: _column(key, [row[key] for row in instances]) for key in instances[0]}
-    name = input_names[0] if input_names else "input-0"
-    return {name: _column(name, instances)}
+        return {
+            key: column(key, [_unb64(key, row[key]) for row in instances], datatypes.get(key))
+            for key in first
+        }
+    name = specs[0].name if specs else "input-0"
+    return {name: column(name, [_unb64(name, row) for row in instances], datatypes.get(name))}
 
 
-def _column(name: str, values: list[Any]) -> np.ndarray:
+def _unb64(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            raise bad(f"input '{name}': 'b64' value is not base64") from None
+    return value
+
+
+def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndarray:
+    """A list of rows as one array, in ``datatype`` when the model gives a numeric one."""
+    if datatype is not None and datatype != "BYTES" and datatype in _DTYPES:
+        try:
+            return np.asarray(values, dtype=_DTYPES[datatype].newbyteorder("="))
+        except (ValueError, TypeError, OverflowError):
+            pass  # fall through to inference below, which says what is wrong, or lets the model decide
     try:
         array = np.asarray(values)
     except ValueError as exc:
         raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
-    if array.dtype.kind == "U":
+    if array.dtype.kind in "US":
         # Text (or text mixed with numbers, as in a row of mixed features) keeps each value's own
         # Python type in an object array: strings stay str, as BYTES from JSON do elsewhere.
         array = np.empty(array.shape, dtype=object)

@@ -10,7 +10,7 @@ import pytest
 
 from prebake import codec
 from prebake.errors import BadJSON, InvalidInput, ScoringError
-from prebake.types import InferenceResponse
+from prebake.types import InferenceResponse, TensorSpec
 
 NUMERIC = ["UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
 
@@ -199,17 +199,20 @@ def test_output_dtype_without_v2_datatype_is_a_server_error() -> None:
 
 
 def test_rows_to_inputs() -> None:
-    """Rows become one named array; object rows become one array per key; mixed rows keep their types."""
-    assert codec.rows_to_inputs([[1, 2], [3, 4]], ["x"])["x"].tolist() == [[1, 2], [3, 4]]
-    assert list(codec.rows_to_inputs([[1.5]], [])) == ["input-0"]
-    named = codec.rows_to_inputs([{"a": 1, "b": "u"}, {"a": 2, "b": "v"}], [])
+    """Rows become one array typed by metadata; object rows one array per key; mixed rows keep types."""
+    x = TensorSpec("x", "FP32", [-1, 2])
+    assert codec.rows_to_inputs([[1, 2], [3, 4]], [x])["x"].tolist() == [[1, 2], [3, 4]]
+    assert codec.rows_to_inputs([[1, 2]], [x])["x"].dtype == np.float32
+    assert list(codec.rows_to_inputs([[1.5]])) == ["input-0"]
+    assert codec.rows_to_inputs([{"b64": "aGk="}])["input-0"].tolist() == [b"hi"]
+    named = codec.rows_to_inputs([{"a": 1, "b": "u"}, {"a": 2, "b": "v"}])
     assert named["a"].tolist() == [1, 2] and named["b"].tolist() == ["u", "v"]
-    mixed = codec.rows_to_inputs([[1, "a"], [2, "b"]], ["x"])["x"]
+    mixed = codec.rows_to_inputs([[1, "a"], [2, "b"]])["input-0"]
     assert mixed.dtype == object and mixed.tolist() == [[1, "a"], [2, "b"]]
     with pytest.raises(InvalidInput, match="same shape"):
-        codec.rows_to_inputs([[1, 2], [3]], ["x"])
+        codec.rows_to_inputs([[1, 2], [3]], [x])
     with pytest.raises(InvalidInput, match="non-empty list"):
-        codec.rows_to_inputs({"a": 1}, ["x"])
+        codec.rows_to_inputs({"a": 1}, [x])
 
 
 def test_outputs_to_predictions() -> None:
