@@ -44,11 +44,14 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype(object),
 }
 DATATYPES: tuple[str, ...] = tuple(_DTYPES)
+# JSON numbers parse into native byte order; built once, as newbyteorder() costs on the hot path.
+_NATIVE: dict[str, np.dtype[Any]] = {name: dt.newbyteorder("=") for name, dt in _DTYPES.items()}
 _BY_KIND_SIZE: dict[tuple[str, int], str] = {
     (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name != "BYTES"
 }
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
+_EMPTY = memoryview(b"")
 
 # Parameters of the binary tensor data extension: wire bookkeeping, never passed to a model.
 BINARY_SIZE = "binary_data_size"
@@ -127,7 +130,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
     >>> decode_json_tensor("x", "INT32", [2, 2], [1, 2, 3, 4]).tolist()
     [[1, 2], [3, 4]]
     """
-    dtype = numpy_dtype(datatype, tensor)
+    numpy_dtype(datatype, tensor)  # raises, naming the tensor, for an unknown datatype
     shape = _check_shape(tensor, shape)
     if not isinstance(data, list):
         # A lone scalar is a common shorthand for shape [1] or [].
@@ -138,7 +141,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
         array = _bool_array(tensor, data)
     else:
         try:
-            array = np.asarray(data, dtype=dtype.newbyteorder("="))
+            array = np.asarray(data, dtype=_NATIVE[datatype])
         except (ValueError, TypeError, OverflowError) as exc:
             raise bad(f"tensor '{tensor}': data does not fit datatype {datatype}: {exc}") from None
     return _reshape(tensor, array, shape)
@@ -292,7 +295,7 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
     """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given)."""
     header: bytes | memoryview
     if header_length is None:
-        header, tail = body, memoryview(b"")
+        header, tail = body, _EMPTY
     else:
         if not 0 < header_length <= len(body):
             raise bad(
@@ -491,7 +494,7 @@ def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndar
     """A list of rows as one array, in ``datatype`` when the model gives a numeric one."""
     if datatype is not None and datatype != "BYTES" and datatype in _DTYPES:
         try:
-            return np.asarray(values, dtype=_DTYPES[datatype].newbyteorder("="))
+            return np.asarray(values, dtype=_NATIVE[datatype])
         except (ValueError, TypeError, OverflowError):
             pass  # fall through to inference below, which says what is wrong, or lets the model decide
     try:
