@@ -3,6 +3,7 @@
     GET  /v2                                           server metadata
     GET  /v2/models/{name}[/versions/{version}]        model metadata
     GET  /v2/models/{name}[/versions/{version}]/ready  model readiness (200, or 503 with ready: false)
+    GET  /v2/models/{name}[/versions/{version}]/config Triton-style model configuration, from metadata
     POST /v2/models/{name}[/versions/{version}]/infer  inference
     POST /v2/repository/index                          every model and its state
     POST /v2/repository/models/{name}/load | /unload   model repository control
@@ -24,7 +25,7 @@ import prebake
 from prebake import codec
 from prebake.errors import PayloadTooLarge
 from prebake.http import Request, Response, Route
-from prebake.types import Backend, InferenceRequest
+from prebake.types import Backend, InferenceRequest, TensorSpec
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 HEADER_LENGTH = "inference-header-content-length"
@@ -54,6 +55,21 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
             "platform": meta.platform,
             "inputs": [t.to_dict() for t in meta.inputs],
             "outputs": [t.to_dict() for t in meta.outputs],
+        }
+        return Response(codec.dumps(doc))
+
+    async def model_config(request: Request) -> Response:
+        # Triton's configuration extension, which tritonclient's get_model_config and perf_analyzer read;
+        # built from the metadata, as prebake has no config.pbtxt.
+        name, version = _model(request)
+        meta = backend.metadata(name, version)
+        doc = {
+            "name": meta.name or name,
+            "platform": meta.platform,
+            "backend": meta.platform,
+            "max_batch_size": 0,
+            "input": [_config_tensor(t) for t in meta.inputs],
+            "output": [_config_tensor(t) for t in meta.outputs],
         }
         return Response(codec.dumps(doc))
 
@@ -115,12 +131,19 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         Route(("POST",), f"{versioned}/infer", infer),
         Route(("GET",), f"{model}/ready", model_ready),
         Route(("GET",), f"{versioned}/ready", model_ready),
+        Route(("GET",), f"{model}/config", model_config),
+        Route(("GET",), f"{versioned}/config", model_config),
         Route(("GET",), model, metadata_model),
         Route(("GET",), versioned, metadata_model),
         Route(("POST",), "/v2/repository/index", repository_index),
         Route(("POST",), "/v2/repository/models/{name}/load", load),
         Route(("POST",), "/v2/repository/models/{name}/unload", unload),
     ]
+
+
+def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
+    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    return {"name": spec.name, "data_type": data_type, "dims": list(spec.shape)}
 
 
 def _model(request: Request) -> tuple[str, str | None]:

@@ -46,6 +46,14 @@ def test_model_metadata_and_versions(routes: list[v2.Route]) -> None:
     assert call(routes, "GET", "/v2/models/nope").status_code == 404
 
 
+def test_model_config_from_metadata(routes: list[v2.Route]) -> None:
+    """GET .../config answers a Triton-style configuration built from the model's metadata."""
+    doc = call(routes, "GET", "/v2/models/double/config").json()
+    assert doc["name"] == "double" and doc["max_batch_size"] == 0
+    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 2]}]
+    assert call(routes, "GET", "/v2/models/nope/config").status_code == 404
+
+
 def test_model_ready(routes: list[v2.Route]) -> None:
     """Model readiness is 200 with ready true for a loaded model and 503 with ready false otherwise."""
     ok = call(routes, "GET", "/v2/models/double/ready")

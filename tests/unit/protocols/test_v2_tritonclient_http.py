@@ -28,6 +28,7 @@ def test_metadata_and_readiness(client: httpclient.InferenceServerClient) -> Non
     assert client.get_server_metadata()["name"] == "prebake"
     assert client.get_model_metadata("double")["inputs"][0]["name"] == "x"
     assert client.is_model_ready("double") is True
+    assert client.get_model_config("double")["output"][0]["data_type"] == "TYPE_FP32"
     assert client.is_model_ready("cold") is False
     assert {m["name"] for m in client.get_model_repository_index()} >= {"double", "cold"}
 
