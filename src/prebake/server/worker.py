@@ -170,6 +170,8 @@ def _serve(
         max_body_bytes=config.max_body_bytes,
         cors_origins=config.cors_origins,
         debug=config.debug,
+        api_keys=config.api_keys,
+        max_header_bytes=config.max_header_bytes,
     )
     uv_config = uvicorn.Config(
         app,
@@ -180,7 +182,8 @@ def _serve(
         timeout_graceful_shutdown=int(config.graceful_timeout_s),
         timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
         server_header=False,
-        proxy_headers=False,  # no proxy in front by default; saves a middleware hop per request
+        proxy_headers=False,
+        limit_concurrency=config.limit_concurrency,  # past it: 503 at once instead of an unbounded queue  # no proxy in front by default; saves a middleware hop per request
         date_header=False,
     )
     server = uvicorn.Server(uv_config)
