@@ -11,7 +11,7 @@ connections across the workers, as it does for the HTTP socket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -68,16 +68,33 @@ def grpc_code(status: int) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT if 400 <= status < 500 else grpc.StatusCode.INTERNAL
 
 
-async def _guard(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
-    """Await ``work``; turn a PrebakeError into its gRPC status and anything else into INTERNAL."""
+Authorize = Callable[[list[tuple[bytes, bytes]]], None]
+
+
+async def _guard(
+    context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]], authorize: Authorize | None = None
+) -> T:
+    """Run ``work`` once ``authorize`` accepts the call's metadata; turn a PrebakeError into its gRPC
+    status and anything else into INTERNAL."""
     try:
-        return await work
+        if authorize is not None:
+            authorize(_metadata(context))
+        return await work()
     except PrebakeError as error:
         await context.abort(grpc_code(error.status), error.message)
     except Exception:
         logger.exception("gRPC request failed")
         await context.abort(grpc.StatusCode.INTERNAL, "internal server error; the server log has details")
     raise AssertionError("unreachable: abort raises")
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
+    # The same (lower-case name, value) byte pairs an HTTP check reads, so one check serves both.
+    pairs: list[tuple[bytes, bytes]] = []
+    for key, value in context.invocation_metadata() or ():
+        raw = value if isinstance(value, bytes) else value.encode("latin-1")
+        pairs.append((key.lower().encode("latin-1"), raw))
+    return pairs
 
 
 def parameter_value(param: pb.InferParameter | pb.ModelRepositoryParameter) -> Any:
@@ -186,10 +203,12 @@ def encode_infer_response(response: InferenceResponse, requested: list[str] | No
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """GRPCInferenceService backed by a Backend."""
+    """GRPCInferenceService backed by a Backend. ``authorize`` (given the call's metadata, raising
+    Unauthorized to refuse) guards every RPC except the ServerLive and ServerReady probes."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, authorize: Authorize | None = None) -> None:
         self.backend = backend
+        self.authorize = authorize
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -209,12 +228,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ready=self.backend.model_ready(request.name, request.version or None)
             )
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="prebake", version=prebake.__version__, extensions=EXTENSIONS)
+        async def work() -> pb.ServerMetadataResponse:
+            return pb.ServerMetadataResponse(
+                name="prebake", version=prebake.__version__, extensions=EXTENSIONS
+            )
+
+        return await _guard(context, work, self.authorize)
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
@@ -230,7 +254,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
             )
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
@@ -243,7 +267,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 response.id = internal.id
             return encode_infer_response(response, internal.outputs)
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
@@ -265,7 +289,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ]
             )
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
@@ -275,7 +299,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self.backend.load(request.model_name)
             return pb.RepositoryModelLoadResponse()
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
@@ -286,7 +310,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self.backend.unload(request.model_name)
             return pb.RepositoryModelUnloadResponse()
 
-        return await _guard(context, work())
+        return await _guard(context, work, self.authorize)
 
 
 def _refuse_parameters(params: Mapping[str, Any], *, allowed: tuple[str, ...]) -> None:
@@ -302,10 +326,16 @@ async def start(
     port: int,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    authorize: Authorize | None = None,
 ) -> grpc.aio.Server:
     """Start serving GRPCInferenceService on ``host:port``; the caller stops the returned server.
 
     ``max_message_bytes`` bounds requests and responses (gRPC's own default, 4 MiB, is small for tensors).
+    ``authorize`` gets each call's metadata as (lower-case name, value) byte pairs, as the HTTP API-key
+    check reads headers, and raises Unauthorized to refuse; with API keys configured, pass it, or the
+    gRPC port is open to anyone who can reach it. Example::
+
+        await start(backend, host="0.0.0.0", port=8081, authorize=lambda md: auth.check(keys, md))
     """
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -315,7 +345,7 @@ async def start(
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(backend), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(backend, authorize), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

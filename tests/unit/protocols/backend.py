@@ -176,7 +176,7 @@ def served(routes: list[Route]) -> Iterator[str]:
 
 
 @contextmanager
-def served_grpc(backend: ComputingBackend) -> Iterator[str]:
+def served_grpc(backend: ComputingBackend, **options: Any) -> Iterator[str]:
     """v2_grpc.start() on an event loop in a thread, for synchronous clients (tritonclient.grpc)."""
     from prebake.protocols import v2_grpc
 
@@ -185,7 +185,7 @@ def served_grpc(backend: ComputingBackend) -> Iterator[str]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     server = asyncio.run_coroutine_threadsafe(
-        v2_grpc.start(backend, host="127.0.0.1", port=port), loop
+        v2_grpc.start(backend, host="127.0.0.1", port=port, **options), loop
     ).result(10)
     try:
         yield f"127.0.0.1:{port}"

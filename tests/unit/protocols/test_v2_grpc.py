@@ -162,3 +162,28 @@ def test_grpc_code_mapping() -> None:
     assert v2_grpc.grpc_code(504) == grpc.StatusCode.DEADLINE_EXCEEDED
     assert v2_grpc.grpc_code(500) == grpc.StatusCode.INTERNAL
     assert v2_grpc.grpc_code(418) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_authorize_guards_all_but_the_probes() -> None:
+    """With an authorize check, calls without the key are UNAUTHENTICATED; the live/ready probes stay open."""
+    from prebake.errors import Unauthorized
+
+    def authorize(metadata: list[tuple[bytes, bytes]]) -> None:
+        if (b"authorization", b"Bearer s3cret") not in metadata:
+            raise Unauthorized("this server needs an API key")
+
+    with served_grpc(ComputingBackend(), authorize=authorize) as address:
+        client = grpcclient.InferenceServerClient(address)
+        try:
+            assert client.is_server_live() and client.is_server_ready()
+            with pytest.raises(InferenceServerException, match="needs an API key") as info:
+                client.get_server_metadata()
+            assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+            tensor = grpcclient.InferInput("x", [1], "FP32")
+            tensor.set_data_from_numpy(np.ones(1, dtype=np.float32))
+            with pytest.raises(InferenceServerException, match="needs an API key"):
+                client.infer("double", [tensor])
+            result = client.infer("double", [tensor], headers={"authorization": "Bearer s3cret"})
+            assert result.as_numpy("y").tolist() == [2.0]
+        finally:
+            client.close()
