@@ -221,3 +221,16 @@ def test_outputs_to_predictions() -> None:
     assert orjson.loads(codec.dumps(one)) == [0, 1]
     many = codec.outputs_to_predictions({"label": np.array(["a", "b"]), "p": np.array([[0.1], [0.9]])})
     assert orjson.loads(codec.dumps(many)) == [{"label": "a", "p": [0.1]}, {"label": "b", "p": [0.9]}]
+
+
+def test_outputs_in_any_layout_are_written_row_major_little_endian() -> None:
+    """Transposed, big-endian and 0-d outputs are written row-major, little-endian, with their true shape."""
+    transposed = np.arange(6, dtype=np.int32).reshape(2, 3).T
+    doc = orjson.loads(codec.dumps(codec.encode_json_tensor("t", transposed)))
+    assert doc["shape"] == [3, 2] and doc["data"] == [0, 3, 1, 4, 2, 5]
+    assert codec.encode_binary_tensor(transposed) == np.ascontiguousarray(transposed).astype("<i4").tobytes()
+    big = np.array([1.5, 2.5], dtype=">f4")
+    assert orjson.loads(codec.dumps(codec.encode_json_tensor("b", big)))["data"] == [1.5, 2.5]
+    assert codec.encode_binary_tensor(big) == np.array([1.5, 2.5], dtype="<f4").tobytes()
+    scalar = orjson.loads(codec.dumps(codec.encode_json_tensor("s", np.float64(3.0) * np.ones(()))))
+    assert scalar == {"name": "s", "datatype": "FP64", "shape": [], "data": [3.0]}

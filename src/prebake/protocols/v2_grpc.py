@@ -129,6 +129,8 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
         raise codec.bad(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs")
+    if raw and any(tensor.HasField("contents") for tensor in message.inputs):
+        raise codec.bad("send tensor data in raw_input_contents or in contents, not both")
     if not message.inputs:
         raise codec.bad("the inference request has no inputs")
     inputs: dict[str, np.ndarray] = {}

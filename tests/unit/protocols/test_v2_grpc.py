@@ -187,3 +187,14 @@ def test_authorize_guards_all_but_the_probes() -> None:
             assert result.as_numpy("y").tolist() == [2.0]
         finally:
             client.close()
+
+
+def test_raw_and_typed_contents_together_are_refused(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    """The spec forbids typed contents beside raw_input_contents; such a request is INVALID_ARGUMENT."""
+    request = pb.ModelInferRequest(model_name="double", raw_input_contents=[b"\0\0\0\0"])
+    request.inputs.add(
+        name="x", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1])
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in info.value.details()
