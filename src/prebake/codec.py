@@ -107,7 +107,8 @@ def datatype_of(array: np.ndarray) -> str:
         raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds") from None
 
 
-def _check_shape(tensor: str, shape: Any) -> list[int]:
+def check_shape(tensor: str, shape: Any) -> list[int]:
+    """``shape`` as a list of non-negative ints, or InvalidInput (400) naming the tensor."""
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise bad(f"tensor '{tensor}': shape must be a list of non-negative integers, got {shape!r}")
     return shape
@@ -131,7 +132,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
     [[1, 2], [3, 4]]
     """
     numpy_dtype(datatype, tensor)  # raises, naming the tensor, for an unknown datatype
-    shape = _check_shape(tensor, shape)
+    shape = check_shape(tensor, shape)
     if not isinstance(data, list):
         # A lone scalar is a common shorthand for shape [1] or [].
         data = [data]
@@ -231,7 +232,7 @@ def encode_json_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
 def decode_binary_tensor(tensor: str, datatype: Any, shape: Any, buffer: bytes | memoryview) -> np.ndarray:
     """A tensor from its raw little-endian, row-major bytes; BYTES elements are length-prefixed."""
     dtype = numpy_dtype(datatype, tensor)
-    shape = _check_shape(tensor, shape)
+    shape = check_shape(tensor, shape)
     count = math.prod(shape)
     if datatype == "BYTES":
         return deserialize_bytes(tensor, buffer, count).reshape(shape)
@@ -246,6 +247,11 @@ def decode_binary_tensor(tensor: str, datatype: Any, shape: Any, buffer: bytes |
 def deserialize_bytes(tensor: str, buffer: bytes | memoryview, count: int) -> np.ndarray:
     """``count`` BYTES elements, each a 4-byte little-endian length followed by that many bytes."""
     view = memoryview(buffer)
+    if count * 4 > len(view):
+        # Checked before allocating: a huge claimed shape must not size an array on its own word.
+        raise bad(
+            f"tensor '{tensor}': {count} BYTES elements need at least {count * 4} bytes, got {len(view)}"
+        )
     out = np.empty(count, dtype=object)
     offset = 0
     for i in range(count):

@@ -89,8 +89,9 @@ def test_binary_bytes_elements_are_length_prefixed() -> None:
     ("datatype", "raw", "match"),
     [
         ("FP32", b"\x00" * 7, "needs 8 bytes, got 7"),
-        ("BYTES", struct.pack("<I", 9) + b"abc", "claims 9 bytes past the end"),
-        ("BYTES", struct.pack("<I", 1) + b"a", "ends after 1 of 2 elements"),
+        ("BYTES", struct.pack("<I", 9) + b"abcdefg", "claims 9 bytes past the end"),
+        ("BYTES", struct.pack("<I", 4) + b"abcd", "ends after 1 of 2 elements"),
+        ("BYTES", struct.pack("<I", 0), "2 BYTES elements need at least 8 bytes"),
     ],
 )
 def test_binary_tensor_size_errors(datatype: str, raw: bytes, match: str) -> None:

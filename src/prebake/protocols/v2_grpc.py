@@ -11,6 +11,7 @@ connections across the workers, as it does for the HTTP socket.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -170,6 +171,7 @@ def _from_contents(
     name: str, datatype: str, shape: list[int], contents: pb.InferTensorContents
 ) -> np.ndarray:
     dtype = codec.numpy_dtype(datatype, name)
+    shape = codec.check_shape(name, shape)
     field = _CONTENTS_FIELD.get(datatype)
     if field is None:
         raise codec.bad(f"input '{name}': {datatype} data must be sent in raw_input_contents")
@@ -182,9 +184,9 @@ def _from_contents(
             array = np.array(values, dtype=dtype.newbyteorder("="))
         except OverflowError as exc:
             raise codec.bad(f"input '{name}': contents do not fit {datatype}: {exc}") from None
-    if array.size != int(np.prod(shape)):
+    if array.size != math.prod(shape):
         raise codec.bad(
-            f"input '{name}': shape {shape} needs {int(np.prod(shape))} elements, {field} has {array.size}"
+            f"input '{name}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
         )
     return array.reshape(shape)
 

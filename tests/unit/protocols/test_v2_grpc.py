@@ -78,6 +78,13 @@ def test_typed_contents_infer(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
         ),
         ("FP16", grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents", pb.InferTensorContents(), [1]),
         ("NOPE", grpc.StatusCode.INVALID_ARGUMENT, "unknown datatype", pb.InferTensorContents(), [1]),
+        (
+            "FP32",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "non-negative",
+            pb.InferTensorContents(fp32_contents=[1, 2, 3]),
+            [-1, -3],
+        ),
     ],
 )
 def test_bad_requests_are_invalid_argument(
