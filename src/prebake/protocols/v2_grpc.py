@@ -273,6 +273,30 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return await _guard(context, work, self.authorize)
 
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        # Triton's configuration RPC (tritonclient's get_model_config, perf_analyzer), from metadata.
+        async def work() -> pb.ModelConfigResponse:
+            meta = self.backend.metadata(request.name, request.version or None)
+            config = pb.ModelConfig(
+                name=meta.name or request.name,
+                platform=meta.platform,
+                backend=meta.platform,
+                max_batch_size=0,
+                input=[
+                    pb.ModelInput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
+                    for t in meta.inputs
+                ],
+                output=[
+                    pb.ModelOutput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
+                    for t in meta.outputs
+                ],
+            )
+            return pb.ModelConfigResponse(config=config)
+
+        return await _guard(context, work, self.authorize)
+
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryIndexResponse:
@@ -315,6 +339,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return pb.RepositoryModelUnloadResponse()
 
         return await _guard(context, work, self.authorize)
+
+
+def _config_type(datatype: str) -> str:
+    # Triton's config names BYTES "TYPE_STRING"; every other V2 datatype is TYPE_ plus its name.
+    name = "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+    try:
+        pb.DataType.Value(name)
+    except ValueError:
+        return "TYPE_INVALID"
+    return name
 
 
 def _refuse_parameters(params: Mapping[str, Any], *, allowed: tuple[str, ...]) -> None:

@@ -152,6 +152,8 @@ def test_tritonclient_grpc_health_metadata_repository(triton: grpcclient.Inferen
     """tritonclient.grpc's health, metadata and repository calls work unchanged."""
     assert triton.is_server_live() and triton.is_server_ready()
     assert triton.get_model_metadata("double").inputs[0].datatype == "FP32"
+    config = triton.get_model_config("double", as_json=True)["config"]
+    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": ["-1", "2"]}]
     assert {m.name for m in triton.get_model_repository_index().models} >= {"double", "cold"}
     triton.load_model("cold")
     assert triton.is_model_ready("cold")

@@ -47,6 +47,11 @@ class GRPCInferenceServiceStub(object):
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
                 )
+        self.ModelConfig = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelConfig',
+                request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
+                response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
+                )
         self.RepositoryIndex = channel.unary_unary(
                 '/inference.GRPCInferenceService/RepositoryIndex',
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.RepositoryIndexRequest.SerializeToString,
@@ -103,6 +108,13 @@ class GRPCInferenceServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelConfig(self, request, context):
+        """Triton's model configuration, built from the model's metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RepositoryIndex(self, request, context):
         """Model repository extension.
         """
@@ -154,6 +166,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
                     response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelConfig,
+                    request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.FromString,
+                    response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.SerializeToString,
             ),
             'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.RepositoryIndex,
@@ -279,6 +296,23 @@ class GRPCInferenceService(object):
         return grpc.experimental.unary_unary(request, target, '/inference.GRPCInferenceService/ModelInfer',
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ModelConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/inference.GRPCInferenceService/ModelConfig',
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
