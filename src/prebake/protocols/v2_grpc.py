@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -260,18 +260,38 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return await _guard(context, work, self.authorize)
 
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        internal = decode_infer_request(request)
+        response = await self.backend.infer(request.model_name, request.model_version or None, internal)
+        response.model_name = response.model_name or request.model_name
+        if response.id is None:
+            response.id = internal.id
+        return encode_infer_response(response, internal.outputs)
+
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        async def work() -> pb.ModelInferResponse:
-            internal = decode_infer_request(request)
-            response = await self.backend.infer(request.model_name, request.model_version or None, internal)
-            response.model_name = response.model_name or request.model_name
-            if response.id is None:
-                response.id = internal.id
-            return encode_infer_response(response, internal.outputs)
+        return await _guard(context, lambda: self._infer(request), self.authorize)
 
-        return await _guard(context, work, self.authorize)
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # One request at a time, in order; a failed request answers with error_message, as Triton's
+        # stream does, and the stream goes on.
+        async def authorized() -> None:
+            return None
+
+        await _guard(context, authorized, self.authorize)
+        async for request in request_iterator:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except PrebakeError as error:
+                yield pb.ModelStreamInferResponse(error_message=error.message)
+            except Exception:
+                logger.exception("gRPC stream request failed")
+                yield pb.ModelStreamInferResponse(
+                    error_message="internal server error; the server log has details"
+                )
 
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext

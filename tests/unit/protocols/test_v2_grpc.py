@@ -207,3 +207,26 @@ def test_raw_and_typed_contents_together_are_refused(stub: pb_grpc.GRPCInference
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in info.value.details()
+
+
+def test_tritonclient_stream_infer(url: str) -> None:
+    """tritonclient.grpc's stream gets each request's result, and a failed request's error, on one stream."""
+    import queue
+
+    results: queue.Queue[tuple[object, object]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        for value in (1.0, 2.0):
+            tensor = grpcclient.InferInput("x", [1], "FP32")
+            tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
+            client.async_stream_infer("double", [tensor], request_id=str(value))
+        bad = grpcclient.InferInput("x", [1], "FP32")
+        bad.set_data_from_numpy(np.array([1.0], dtype=np.float32))
+        client.async_stream_infer("nope", [bad])
+        got = [results.get(timeout=10) for _ in range(3)]
+    finally:
+        client.stop_stream()
+        client.close()
+    assert [r.as_numpy("y").tolist() for r, e in got[:2]] == [[2.0], [4.0]]  # type: ignore[attr-defined]
+    assert got[2][0] is None and "not found" in str(got[2][1])

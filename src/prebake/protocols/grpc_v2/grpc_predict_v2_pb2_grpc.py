@@ -47,6 +47,11 @@ class GRPCInferenceServiceStub(object):
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
                 )
+        self.ModelStreamInfer = channel.stream_stream(
+                '/inference.GRPCInferenceService/ModelStreamInfer',
+                request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.FromString,
+                )
         self.ModelConfig = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelConfig',
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
@@ -104,6 +109,13 @@ class GRPCInferenceServiceServicer(object):
 
     def ModelInfer(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelStreamInfer(self, request_iterator, context):
+        """Triton's streaming inference: each request's response, or its error, on one stream.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -166,6 +178,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
                     response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
+                    response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.SerializeToString,
             ),
             'ModelConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelConfig,
@@ -296,6 +313,23 @@ class GRPCInferenceService(object):
         return grpc.experimental.unary_unary(request, target, '/inference.GRPCInferenceService/ModelInfer',
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ModelStreamInfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/inference.GRPCInferenceService/ModelStreamInfer',
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStreamInferResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
