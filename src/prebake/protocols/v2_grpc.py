@@ -1,8 +1,10 @@
 """Open Inference Protocol V2 over gRPC (``inference.GRPCInferenceService``), on a port of its own.
 
 Health, metadata, ModelInfer (raw_input_contents or typed contents in; raw_output_contents out, which
-tritonclient.grpc and KServe's clients read) and the model repository RPCs tritonclient uses. Errors map
-the PrebakeError status onto gRPC codes (400 INVALID_ARGUMENT, 404 NOT_FOUND, 503 UNAVAILABLE, ...).
+tritonclient.grpc and KServe's clients read), Triton's ModelStreamInfer and ModelConfig (from metadata)
+and the model repository RPCs tritonclient uses. Errors map the PrebakeError status onto gRPC codes
+(400 INVALID_ARGUMENT, 404 NOT_FOUND, 503 UNAVAILABLE, ...). ModelStatistics, trace, log settings and
+shared memory RPCs are not offered: clients get UNIMPLEMENTED.
 
 Every worker process binds the same port: gRPC sets SO_REUSEPORT on Linux, and the kernel spreads
 connections across the workers, as it does for the HTTP socket.
