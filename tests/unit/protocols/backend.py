@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import uvicorn
 
-from prebake.errors import ModelNotReady, NotFound
+from prebake.errors import ModelNotReady, NotFound, PrebakeError
 from prebake.http import Route
 from prebake.server.app import App
 from prebake.server.metrics import Metrics
@@ -124,13 +124,13 @@ class ComputingBackend:
                 "score": rows.sum(axis=1),
             }
         else:
-            raise NotFound(f"model {name!r} takes raw requests only", status=400)
+            raise PrebakeError(f"model {name!r} takes raw requests only", status=400)
         return InferenceResponse(outputs=outputs, model_name=name, model_version=version, parameters={})
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult:
         self.raw_requests.append(request)
         if name != "handler":
-            raise NotFound(f"model {name!r} does not take raw requests", status=400)
+            raise PrebakeError(f"model {name!r} does not take raw requests", status=400)
         return RawResult(
             body=request.body[::-1],
             content_type=request.headers.get("accept", "application/octet-stream"),
