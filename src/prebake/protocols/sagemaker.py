@@ -22,25 +22,19 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from prebake import codec
 from prebake.errors import ModelNotReady, PrebakeError, UnsupportedMediaType
 from prebake.http import Request, Response, Route
-from prebake.types import Backend, InferenceRequest, RawRequest, TensorSpec
+from prebake.types import Backend, InferenceRequest, TensorSpec
 
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
-
-
-class RawAwareBackend(Backend, Protocol):
-    """A Backend that says which models take raw requests (proposed for prebake.types.Backend)."""
-
-    def is_raw(self, name: str) -> bool: ...
 
 
 def decode_body(
@@ -154,7 +148,7 @@ def _csv_value(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def routes(backend: RawAwareBackend) -> list[Route]:
+def routes(backend: Backend) -> list[Route]:
     """The SageMaker routes for ``backend``'s default model."""
 
     async def ping(request: Request) -> Response:
@@ -168,15 +162,7 @@ def routes(backend: RawAwareBackend) -> list[Route]:
         if name is None:
             raise ModelNotReady("no model is ready to serve invocations")
         if backend.is_raw(name):
-            raw = RawRequest(
-                method=request.method,
-                path=request.path,
-                query_string=request.query_string,
-                headers=request.headers,
-                body=request.body,
-                request_id=request.request_id,
-                root_url=request.root_url,
-            )
+            raw = request.to_raw()
             result = await backend.score_raw(name, raw)
             return Response(
                 result.body, status=result.status, content_type=result.content_type, headers=result.headers

@@ -13,22 +13,14 @@ Vertex itself caps request and response bodies at 1.5 MB; the server's own body 
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from prebake import codec
 from prebake.errors import ModelNotReady
 from prebake.http import Request, Response, Route
-from prebake.types import Backend, InferenceRequest, RawRequest
-
-
-class RawAwareBackend(Backend, Protocol):
-    """A Backend that says which models take raw requests (proposed for prebake.types.Backend)."""
-
-    def is_raw(self, name: str) -> bool: ...
+from prebake.types import Backend, InferenceRequest
 
 
 def routes(
-    backend: RawAwareBackend, *, health_route: str = "/health", predict_route: str = "/predict"
+    backend: Backend, *, health_route: str = "/health", predict_route: str = "/predict"
 ) -> list[Route]:
     """The Vertex AI routes, at the paths the platform gives."""
 
@@ -43,15 +35,7 @@ def routes(
         if name is None:
             raise ModelNotReady("no model is ready to serve predictions")
         if backend.is_raw(name):
-            raw = RawRequest(
-                method=request.method,
-                path=request.path,
-                query_string=request.query_string,
-                headers=request.headers,
-                body=request.body,
-                request_id=request.request_id,
-                root_url=request.root_url,
-            )
+            raw = request.to_raw()
             result = await backend.score_raw(name, raw)
             return Response(
                 result.body, status=result.status, content_type=result.content_type, headers=result.headers

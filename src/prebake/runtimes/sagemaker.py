@@ -166,7 +166,11 @@ class SageMakerScriptRuntime(RawRuntime):
             except Exception as exc:  # user code: any failure is a load failure, reported with its type
                 raise ModelLoadError(f"{self.script}: model_fn raised {type(exc).__name__}: {exc}") from exc
         else:
-            self.model = self._load_saved_model()
+            runtime = self._load_saved_model()
+            # A user's own predict_fn/transform_fn expects the framework's object (an estimator, a session),
+            # not prebake's wrapper; the default predict_fn takes the wrapper.
+            user_code = {"predict_fn", "transform_fn"} & found.keys()
+            self.model = _native(runtime) if user_code else runtime
 
     def _import_script(self) -> Any:
         if not self.script.is_file():
@@ -231,6 +235,15 @@ class SageMakerScriptRuntime(RawRuntime):
         if isinstance(result, tuple):
             result, response_type = result[0], str(result[1])
         return RawResult(body=_as_bytes(result), content_type=response_type)
+
+
+def _native(runtime: Runtime) -> Any:
+    """The framework's own model object inside a no-code runtime, where it keeps one."""
+    for attribute in ("model", "session"):
+        value = getattr(runtime, attribute, None)
+        if value is not None:
+            return value
+    return runtime
 
 
 def _as_bytes(result: Any) -> bytes:

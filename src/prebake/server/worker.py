@@ -19,6 +19,7 @@ from prebake.cli import exits
 from prebake.config import ServeConfig
 from prebake.errors import PrebakeError
 from prebake.http import Route
+from prebake.server import auth
 from prebake.server.backend import ModelEntry, ServerBackend
 from prebake.server.executor import Executor
 from prebake.server.logs import AccessLog, configure_logging
@@ -182,7 +183,14 @@ def _serve(
         if config.grpc_port is not None:
             from prebake.protocols import v2_grpc
 
-            grpc_server = await v2_grpc.start(backend, host=config.host, port=config.grpc_port)
+            keys = config.api_keys
+            grpc_server = await v2_grpc.start(
+                backend,
+                host=config.host,
+                port=config.grpc_port,
+                max_message_bytes=config.max_body_bytes,
+                authorize=(lambda metadata: auth.check(keys, metadata)) if keys else None,
+            )
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
