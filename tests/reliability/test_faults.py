@@ -68,6 +68,9 @@ def test_kill_9_of_a_worker_under_load_loses_only_its_in_flight_requests() -> No
             assert outcome.status is None or outcome.status in RETRYABLE_STATUSES, outcome
         per_connection = Counter(o.connection for o in failed)
         assert all(count == 1 for count in per_connection.values()), per_connection
+        for outcome in failed:  # the client's retry, on a new connection, is answered
+            retry = [o for o in outcomes if o.connection == outcome.connection and o.started > outcome.ended]
+            assert retry and retry[0].status == 200, (outcome, retry[:1])
         after = {o.pid for o in _ok(outcomes) if o.started > killed_at + 0.5}
         assert victim not in after and len(after) >= 1
 
