@@ -34,6 +34,8 @@ STRIP = (
     "usr/share/locale",
     "usr/share/i18n",
     "usr/share/zoneinfo/right",
+    # glibc's iconv modules for legacy encodings; Python brings its own codecs.
+    "usr/lib/x86_64-linux-gnu/gconv",
 )
 
 
