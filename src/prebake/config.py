@@ -77,6 +77,10 @@ def _first(flags: Mapping[str, Any], env: Mapping[str, str], flag: str, *env_nam
     return None
 
 
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServeConfig:
     """Build the frozen config from CLI flags (None where not given) and the environment.
 
@@ -133,8 +137,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if port > 65535 or (grpc_port is not None and grpc_port > 65535):
         raise ConfigError("ports must be between 0 and 65535")
 
-    workers = _int(str(_first(flags, env, "workers", "WORKER_COUNT") or 1), "workers", minimum=1)
-    threads = _int(str(_first(flags, env, "threads", "PREBAKE_THREADS") or 1), "threads", minimum=1)
+    workers = _int(str(_default(_first(flags, env, "workers", "WORKER_COUNT"), 1)), "workers", minimum=1)
+    threads = _int(str(_default(_first(flags, env, "threads", "PREBAKE_THREADS"), 1)), "threads", minimum=1)
     timeout_value = _first(flags, env, "timeout_ms", "SCORING_TIMEOUT_MS")
     timeout_ms = (
         _int(str(timeout_value), "scoring timeout (ms)") if timeout_value is not None else DEFAULT_TIMEOUT_MS

@@ -97,3 +97,25 @@ def test_metrics_add_up_across_workers(client: httpx.Client) -> None:
         assert "prebake_request_duration_seconds_bucket" in text
         assert "prebake_run_duration_seconds_count" in text
         assert "prebake_requests_in_flight" in text
+
+
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    """kill -9 of the supervisor takes its workers down too, so no orphan keeps serving the port."""
+    server = ServerProcess(["--entry-script", ECHO, "--workers", "2"]).start()
+    time.sleep(0.5)
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    os.kill(server.pid, signal.SIGKILL)
+    server.process.wait(10)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        time.sleep(0.1)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and "Z" not in _state(pid)]
+    assert alive == []
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2]
+    except OSError:
+        return "gone"

@@ -61,6 +61,7 @@ class Supervisor:
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                _die_with_parent()
                 code = run_worker(self.config, self.sock, self.metrics_dir)
             finally:
                 # Skip interpreter teardown: a wedged daemon thread or the parent's atexit hooks must not run.
@@ -143,6 +144,17 @@ class Supervisor:
         path = self.metrics_dir / f"{pid}.json"
         with contextlib.suppress(OSError):
             path.replace(self.metrics_dir / f"dead-{pid}.json")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the supervisor dies (even by SIGKILL), so no orphan keeps the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: orphans are reaped by the OS's own rules
 
 
 def _describe(code: int) -> str:

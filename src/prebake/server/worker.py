@@ -61,15 +61,39 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
             list(config.models), repository=config.model_repository, device=config.device
         ):
             runtime = create_runtime(settings)
-            backend.add(
-                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
-            )
+            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
+            entry.batcher = _batcher(entry, runtime, executor, metrics)
+            backend.add(entry, raw=_is_raw(runtime))
 
     from prebake.server import ops
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
     return backend, routes
+
+
+DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
+    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
+    from prebake.runtimes.base import Runtime
+    from prebake.server.batching import Batcher
+
+    settings = entry.settings
+    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
+        return None
+    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    if size <= 1:
+        return None
+    return Batcher(
+        entry.name,
+        runtime,
+        executor,
+        metrics,
+        max_batch_size=size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+    )
 
 
 def _is_raw(runtime: object) -> bool:
