@@ -189,7 +189,7 @@ def explain_pip_failure(output: str, request: LayerRequest) -> str:
             f"{where}: no package index is reachable. Give a local wheelhouse with PREBAKE_WHEELHOUSE=/path "
             "(pip download -r requirements.txt -d wheels), or build a derived image with `prebake extend`"
         )
-    if "is not a valid wheel" in output or "BadZipFile" in output or "has an invalid wheel" in output:
+    if re.search(r"is not a valid wheel|BadZipFile|invalid wheel|Wheel .* is invalid", output):
         return f"{where}: a wheel is broken: {_last_error(lines)}. Download it again"
     if "No matching distribution found" in output or "Could not find a version" in output:
         source = f"wheelhouse {request.wheelhouse}" if request.wheelhouse else "the package index"

@@ -20,7 +20,9 @@ def app(tmp_path: Path) -> Path:
     """An app folder with a wheelhouse, a pins file and a cache folder beside it."""
     root = tmp_path / "app"
     wheels = root / "wheels"
-    make_wheel(wheels, "tinyextra", "1.2.0", requires=("tinydep>=1",), body="from tinydep import VERSION as DEP\n")
+    make_wheel(
+        wheels, "tinyextra", "1.2.0", requires=("tinydep>=1",), body="from tinydep import VERSION as DEP\n"
+    )
     make_wheel(wheels, "tinydep", "1.0.0")
     make_wheel(wheels, "tinydep", "2.0.0")
     make_wheel(wheels, "needsnew", "1.0.0", requires=("tinydep>=2",))
@@ -41,7 +43,9 @@ def env_for(app: Path, requirements: str, **extra: str) -> dict[str, str]:
 
 def layers(app: Path) -> list[str]:
     folder = app.parent / "cache" / "layers"
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".lock")) if folder.exists() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if not p.name.startswith(".lock")) if folder.exists() else []
+    )
 
 
 def test_install_then_cached(app: Path) -> None:
@@ -49,7 +53,9 @@ def test_install_then_cached(app: Path) -> None:
     env = env_for(app, "tinyextra==1.2.0\n")
     paths = prepare(env, app_root=app, model_dir=None)
     assert len(paths) == 1 and (paths[0] / "tinyextra").is_dir()
-    assert (paths[0] / "tinydep" / "__init__.py").read_text().startswith("VERSION = '1.0.0'")  # the pin, not 2.0.0
+    assert (
+        (paths[0] / "tinydep" / "__init__.py").read_text().startswith("VERSION = '1.0.0'")
+    )  # the pin, not 2.0.0
     out = subprocess.run(
         [sys.executable, "-c", f"import site; site.addsitedir({str(paths[0])!r}); import tinyextra; print(tinyextra.DEP)"],
         capture_output=True, text=True, check=True,
