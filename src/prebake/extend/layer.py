@@ -163,7 +163,9 @@ def _pip(request: LayerRequest, prefix: Path, constraints: Path) -> str:
             "installed. Give a wheelhouse (PREBAKE_WHEELHOUSE) or build a derived image with `prebake extend`"
         ) from error
     if result.returncode != 0:
-        raise ExtraPackagesError(explain_pip_failure(result.stdout + result.stderr, request))
+        raise ExtraPackagesError(
+            explain_pip_failure(result.stdout + result.stderr, request.requirements, request.wheelhouse)
+        )
     return result.stdout
 
 
@@ -173,9 +175,9 @@ _NETWORK = re.compile(
 )
 
 
-def explain_pip_failure(output: str, request: LayerRequest) -> str:
+def explain_pip_failure(output: str, requirements: Path, wheelhouse: Path | None, *, where: str = "") -> str:
     """A message a user can act on, from pip's output: the conflict, the network, a broken wheel, a typo."""
-    where = f"installing {request.requirements} failed; nothing was installed"
+    where = where or f"installing {requirements} failed; nothing was installed"
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     if "ResolutionImpossible" in output or "conflict is caused by" in output:
         cause = _section(lines, "The conflict is caused by:")
@@ -184,7 +186,7 @@ def explain_pip_failure(output: str, request: LayerRequest) -> str:
             f"{(': ' + '; '.join(cause)) if cause else ''}. A line marked '(constraint)' is the image's pin: "
             "relax your requirement, or choose an image whose pins fit"
         )
-    if request.wheelhouse is None and _NETWORK.search(output):
+    if wheelhouse is None and _NETWORK.search(output):
         return (
             f"{where}: no package index is reachable. Give a local wheelhouse with PREBAKE_WHEELHOUSE=/path "
             "(pip download -r requirements.txt -d wheels), or build a derived image with `prebake extend`"
@@ -192,7 +194,7 @@ def explain_pip_failure(output: str, request: LayerRequest) -> str:
     if re.search(r"is not a valid wheel|BadZipFile|invalid wheel|Wheel .* is invalid", output):
         return f"{where}: a wheel is broken: {_last_error(lines)}. Download it again"
     if "No matching distribution found" in output or "Could not find a version" in output:
-        source = f"wheelhouse {request.wheelhouse}" if request.wheelhouse else "the package index"
+        source = f"wheelhouse {wheelhouse}" if wheelhouse else "the package index"
         return (
             f"{where}: {_last_error(lines)} in {source} (wheels only: a package that has no wheel for "
             "this Python needs `prebake extend`). Check the name and version"
