@@ -337,7 +337,12 @@ def _engine_arguments(request: CheckRequest, reference: str, scratch: Path) -> l
         args += ["--volume", f"{request.wheelhouse.resolve()}:{CHECK}/wheelhouse:ro", "--network", "none",
                  "--env", f"PREBAKE_WHEELHOUSE={CHECK}/wheelhouse"]  # fmt: skip
     if request.ca_bundle is not None:  # a TLS-inspecting proxy between pip and the index
-        args += ["--volume", f"{request.ca_bundle.resolve()}:{CHECK}/ca.pem:ro", "--env", f"PIP_CERT={CHECK}/ca.pem"]
+        args += [
+            "--volume",
+            f"{request.ca_bundle.resolve()}:{CHECK}/ca.pem:ro",
+            "--env",
+            f"PIP_CERT={CHECK}/ca.pem",
+        ]
     if request.sample is not None:
         args += ["--volume", f"{request.sample.resolve()}:{CHECK}/sample.json:ro"]
         sample = f"{CHECK}/sample.json"
