@@ -29,6 +29,7 @@ TEMPLATE = Path(__file__).with_name("Containerfile.extend.in")
 SBOM_UPDATE = Path(__file__).with_name("sbom_update.py")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.:~+-]+)?$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 _TAG = re.compile(r"^[a-z0-9]+([._/:-][a-zA-Z0-9]+)*(:[\w][\w.-]{0,127})?$")
 
 
@@ -101,6 +102,8 @@ def validate(spec: ExtendSpec) -> None:
     """Every check that needs no build, so a bad input fails in milliseconds (ConfigError)."""
     if not _TAG.match(spec.tag):
         raise ConfigError(f"-t {spec.tag!r} is not a valid image reference (e.g. my/model-image:1)")
+    if not _REFERENCE.match(spec.base_reference):
+        raise ConfigError(f"--from {spec.base_reference!r} is not an image reference")
     if spec.requirements is None and not spec.apt:
         raise ConfigError("nothing to add: give -r requirements.txt and/or --apt PACKAGE")
     for name in spec.apt:
