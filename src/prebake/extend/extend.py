@@ -201,7 +201,7 @@ def _test(spec: ExtendSpec, engine: Engine, reference: str) -> None:
 
 
 def _explain_build(log: str, spec: ExtendSpec, error: EngineFailed) -> str:
-    missing = re.findall(r"E: (?:Unable to locate package|Package '?)([^\s']+)", log)
+    missing = re.findall(r"E: (?:Unable to locate package|Package) '?([^\s']+)", log)
     if missing:
         names = ", ".join(sorted(set(missing)))
         return (
