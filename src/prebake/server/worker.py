@@ -35,6 +35,7 @@ def _prepare_environment(config: ServeConfig) -> None:
         os.environ["AZUREML_MODEL_DIR"] = str(config.model_dir.resolve())
     if config.entry_script is not None:
         os.environ.setdefault("AZUREML_ENTRY_SCRIPT", str(config.entry_script))
+        os.environ["AML_APP_ROOT"] = str(config.app_root)  # where user swagger files are looked up
         for path in (config.entry_script.parent, config.app_root, config.source_dir):
             if path is not None and str(path) not in sys.path:
                 sys.path.append(str(path))
@@ -61,39 +62,15 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
             list(config.models), repository=config.model_repository, device=config.device
         ):
             runtime = create_runtime(settings)
-            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
-            entry.batcher = _batcher(entry, runtime, executor, metrics)
-            backend.add(entry, raw=_is_raw(runtime))
+            backend.add(
+                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
+            )
 
     from prebake.server import ops
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
     return backend, routes
-
-
-DEFAULT_MAX_BATCH_SIZE = 64
-
-
-def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
-    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
-    from prebake.runtimes.base import Runtime
-    from prebake.server.batching import Batcher
-
-    settings = entry.settings
-    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
-        return None
-    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
-    if size <= 1:
-        return None
-    return Batcher(
-        entry.name,
-        runtime,
-        executor,
-        metrics,
-        max_batch_size=size,
-        max_batch_delay_ms=settings.max_batch_delay_ms,
-    )
 
 
 def _is_raw(runtime: object) -> bool:
