@@ -231,7 +231,7 @@ def _probe(request: CheckRequest, image: Image | None, report: CheckReport) -> N
         else:
             report.environment = f"this Python ({sys.executable})" + (
                 f"; {image.name} is not built or no engine: build it for a check inside the image"
-                if image
+                if image and request.where == "auto"
                 else ""
             )
             command, env = _local_command(request, image, Path(scratch))

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -118,19 +117,13 @@ def _entry_script(steps: list[dict[str, Any]], script: Path, sample: str | None)
 
 def _model(steps: list[dict[str, Any]], model: Path) -> None:
     def load() -> str:
-        files = [model] if model.is_file() else sorted(p for p in model.iterdir() if p.is_file())
-        loadable = [p for p in files if p.suffix.lower() in (".pkl", ".pickle", ".joblib")]
-        if not loadable:
-            return "not loaded here: only pickled models are loaded by check (the image's smoke test loads the rest)"
-        path = loadable[0]
-        if path.suffix.lower() == ".joblib":
-            import joblib
+        from prebake.runtimes.discover import model_from_path
+        from prebake.runtimes.registry import create_runtime
 
-            obj = joblib.load(path)
-        else:
-            with path.open("rb") as handle:
-                obj = pickle.load(handle)
-        return f"{path.name} loaded: {type(obj).__module__}.{type(obj).__qualname__}"
+        settings = model_from_path(model, "cpu")
+        runtime = create_runtime(settings)
+        runtime.load()
+        return f"{model.name} loaded by the {settings.runtime} runtime, as `prebake serve` loads it"
 
     _step(
         steps,
