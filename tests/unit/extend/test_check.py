@@ -118,3 +118,18 @@ def test_no_code_model_version_warning(tmp_path: Path, catalog: Catalog) -> None
     report = check(CheckRequest(model=tmp_path / "old.pkl", image=SKLEARN, where="local"), catalog)
     warning = next(f for f in report.findings if f.step == "model-versions")
     assert warning.severity == "warning" and "1.2.2" in warning.message and "1.9.1" in warning.message
+
+
+def test_no_code_model_is_loaded_by_the_runtime(tmp_path: Path, catalog: Catalog) -> None:
+    """A real joblib model loads with the sklearn runtime; a corrupt one fails the check with the loader's error."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), tmp_path / "good.joblib")
+    report = check(CheckRequest(model=tmp_path / "good.joblib", image=SKLEARN, where="local"), catalog)
+    assert report.ok and steps(report)["load-model"] == "ok", report.text()
+    (tmp_path / "bad.joblib").write_bytes(b"not a pickle")
+    report = check(CheckRequest(model=tmp_path / "bad.joblib", where="local"), catalog)
+    assert not report.ok and "bad.joblib" in next(
+        f.message for f in report.findings if f.step == "load-model"
+    )
