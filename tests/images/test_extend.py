@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-import prebake
+from prebake.extend.check import overlay_code
 from prebake.images.catalog import Image, load_catalog
 from prebake.images.engine import Engine
 from prebake.images.smoke import free_port
@@ -95,9 +95,7 @@ def work() -> Iterator[Path]:
     (root / "app" / "conflict.txt").write_text("scikit-learn==1.5.0\n")
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", EXTRA, "-d", str(root / "app" / "wheels")],
                    check=True, capture_output=True)  # fmt: skip
-    shutil.copytree(
-        Path(prebake.__file__).parent, root / "code" / "prebake", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    overlay_code(root / "code")
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -238,3 +236,36 @@ def test_extend_unknown_apt_package_tags_nothing(engine: Engine, image: Image) -
     assert result.returncode == 6, result.stderr[-2000:]
     assert "apt package no-such-package-prebake does not exist" in result.stderr
     assert not engine.image_exists(tag)
+
+
+def test_check_inside_the_image(engine: Engine, image: Image, work: Path) -> None:
+    """prebake check --where image installs the extra requirement offline, runs init() and a sample inside the image, and fails a broken script."""
+    model = work / "model"
+    (work / "app" / "sample.json").write_text(BODY.decode())
+    args = ["check", "--entry-script", str(work / "app" / "score.py"), "--model-dir", str(model), "--image", SKLEARN,
+            "-r", str(work / "app" / "requirements.txt"), "--wheelhouse", str(work / "app" / "wheels"),
+            "--sample", str(work / "app" / "sample.json"), "--where", "image", "--format", "json"]  # fmt: skip
+    result = _prebake(*args)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["environment"].startswith("inside "), result.stdout
+    assert any(f["step"] == "sample-request" and "[0,1]" in f["message"] for f in report["findings"])
+    broken = work / "broken"
+    broken.mkdir(exist_ok=True)
+    (broken / "score.py").write_text(
+        "def init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    return raw\n"
+    )
+    subprocess.run(["chmod", "-R", "a+rX", str(broken)], check=True)
+    result = _prebake(
+        "check",
+        "--entry-script",
+        str(broken / "score.py"),
+        "--image",
+        SKLEARN,
+        "--where",
+        "image",
+        "--format",
+        "json",
+    )
+    report = json.loads(result.stdout)
+    assert result.returncode == 7
+    assert any(f["step"] == "import-and-init" and "no model here" in f["message"] for f in report["findings"])

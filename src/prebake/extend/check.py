@@ -306,15 +306,25 @@ def _engine_env() -> dict[str, str]:
     return engine_environment()
 
 
-def _engine_arguments(request: CheckRequest, reference: str, scratch: Path) -> list[str]:
-    """``run`` arguments for the probe inside the image: this prebake mounted over the image's, user files read-only."""
+def overlay_code(destination: Path) -> Path:
+    """Copy this prebake (and its azureml compatibility modules) to ``destination``, to mount over an image's."""
+    import importlib.util
+
     import prebake
 
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(prebake.__file__).parent, destination / "prebake", ignore=ignore)
+    spec = importlib.util.find_spec("azureml.contrib.services")
+    if spec is not None and spec.submodule_search_locations:
+        services = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(services.parents[1], destination / "azureml", ignore=ignore)
+    return destination
+
+
+def _engine_arguments(request: CheckRequest, reference: str, scratch: Path) -> list[str]:
+    """``run`` arguments for the probe inside the image: this prebake mounted over the image's, user files read-only."""
     scratch.chmod(0o755)
-    code = scratch / "code"
-    shutil.copytree(
-        Path(prebake.__file__).parent, code / "prebake", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    code = overlay_code(scratch / "code")
     args = ["run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=512m", "--cap-drop", "all",
             "--security-opt", "no-new-privileges", "--entrypoint", "python3",
             "--volume", f"{code}:/opt/prebake-check:ro", "--env", "PYTHONPATH=/opt/prebake-check",
