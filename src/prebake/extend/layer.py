@@ -55,7 +55,7 @@ class LayerRequest:
         """The content hash naming the layer."""
         digest = hashlib.sha256()
         for part in (
-            self.requirements.read_bytes(),
+            *(path.read_bytes() for path in requirement_files(self.requirements)),
             constraints_text(self.pins).encode(),
             _wheelhouse_listing(self.wheelhouse).encode(),
             f"{sys.implementation.cache_tag} {platform.machine()} {sys.platform}".encode(),
@@ -70,6 +70,21 @@ class Layer:
     site_packages: tuple[Path, ...]
     cached: bool
     seconds: float
+
+
+_INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
+
+
+def requirement_files(requirements: Path, seen: frozenset[Path] = frozenset()) -> list[Path]:
+    """The requirements file and every file it includes (-r, -c), so a change in any makes a new layer."""
+    path = requirements.resolve()
+    if path in seen or not path.is_file():
+        return []
+    files = [path]
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if match := _INCLUDE.match(line):
+            files += requirement_files(path.parent / match[1], seen | {path})
+    return files
 
 
 def site_packages(root: Path) -> tuple[Path, ...]:

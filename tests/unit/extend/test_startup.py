@@ -149,3 +149,13 @@ def test_extra_python_path_from_model_dir(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(paths[0]))
         sys.modules.pop("mymod_prebake", None)
+
+
+def test_included_file_change_makes_a_new_layer(app: Path) -> None:
+    """A change in a file the requirements include with -r gives a new layer, not the stale cached one."""
+    (app / "base.txt").write_text("tinyextra==1.2.0\n")
+    env = env_for(app, "-r base.txt\n")
+    first = prepare(env, app_root=app, model_dir=None)
+    (app / "base.txt").write_text("tinyextra==1.2.0\ntinydep==1.0.0\n")
+    assert prepare(env, app_root=app, model_dir=None) != first
+    assert len(layers(app)) == 2
