@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult, TensorSpec
+from prebake.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    RawRequest,
+    RawResult,
+    TensorSpec,
+)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,1 @@
+"""The inference server: supervisor, workers, the ASGI app, the backend and its executor."""

@@ -1,0 +1,120 @@
+"""`prebake serve`: flags (with azmlinfsrv's spellings) forwarded to the server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from prebake.cli import exits
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--model-repository",
+    "model_repository",
+    type=click.Path(path_type=Path),
+    help="Directory of models, one per subdirectory.",
+)
+@click.option(
+    "--entry-script",
+    "--entry_script",
+    "entry_script",
+    help="Azure ML score.py (init/run). Env: AZUREML_ENTRY_SCRIPT.",
+)
+@click.option(
+    "--model-dir", "--model_dir", "model_dir", help="Directory given to score.py as AZUREML_MODEL_DIR."
+)
+@click.option("--app-root", "app_root", help="Where relative entry scripts are found. Env: AML_APP_ROOT.")
+@click.option("--host", default=None, help="Interface to bind. [default: 0.0.0.0]")
+@click.option("--port", type=int, default=None, help="HTTP port. [default: 5001]")
+@click.option(
+    "--grpc-port",
+    "grpc_port",
+    type=int,
+    default=None,
+    help="Open Inference Protocol V2 gRPC port (off unless set).",
+)
+@click.option(
+    "--workers",
+    "--worker_count",
+    "--worker-count",
+    "workers",
+    type=int,
+    default=None,
+    help="Worker processes sharing the port. Env: WORKER_COUNT. [default: 1]",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Scoring threads per worker, for models that release the GIL. [default: 1]",
+)
+@click.option(
+    "--timeout-ms",
+    "timeout_ms",
+    type=int,
+    default=None,
+    help="Scoring timeout; 504 past it. Env: SCORING_TIMEOUT_MS. [default: 3600000]",
+)
+@click.option(
+    "--max-body-bytes",
+    "max_body_bytes",
+    type=int,
+    default=None,
+    help="Largest request body; 413 above it. [default: 100 MB]",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Where torch/ONNX models run. [default: auto]",
+)
+@click.option("--debug/--no-debug", default=None, help="Show tracebacks in error responses.")
+@click.option(
+    "--log-format",
+    "log_format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log line format. [default: text]",
+)
+@click.option(
+    "--access-log/--no-access-log", "access_log", default=None, help="One log line per request. [default: on]"
+)
+@click.option(
+    "--graceful-timeout",
+    "graceful_timeout",
+    type=float,
+    default=None,
+    help="Seconds to drain on SIGTERM. [default: 30]",
+)
+@click.option(
+    "--api-key-file",
+    "api_key_file",
+    default=None,
+    help="File of API keys (one a line); every non-health route then needs one. Env: PREBAKE_API_KEY(_FILE).",
+)
+@click.option(
+    "--limit-concurrency",
+    "limit_concurrency",
+    type=int,
+    default=None,
+    help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
+)
+def serve(**flags: Any) -> None:
+    """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
+    from prebake.config import load_config
+    from prebake.errors import ConfigError
+
+    try:
+        config = load_config(flags)
+    except ConfigError as error:
+        click.echo(f"prebake serve: {error.message}", err=True)
+        sys.exit(exits.USAGE)
+
+    from prebake.server.supervisor import serve as run_server
+
+    sys.exit(run_server(config))

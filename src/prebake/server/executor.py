@@ -1,0 +1,151 @@
+"""Where scoring runs: a few dedicated threads, never the event loop.
+
+The loop hands work to the threads through a queue and gets results back through one wake-up per burst
+of completions (not one per result), which keeps the hand-over cheap at thousands of calls per second.
+Deadlines are enforced on the loop side: a late call is answered 504 at once, and a call that is still
+stuck well past its deadline makes the executor report the worker as wedged so it can be replaced
+(a Python thread cannot be killed; a process can).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from queue import SimpleQueue
+from typing import Any, TypeVar
+
+from prebake.errors import ScoringTimeout, ServerBusy
+
+T = TypeVar("T")
+logger = logging.getLogger("prebake.executor")
+
+# The GIL hands over every 5 ms by default; with scoring threads busy that shows up as tail latency on
+# the loop. A shorter interval lets the loop thread in sooner (measured in docs/benchmarks.md).
+SWITCH_INTERVAL_S = 0.001
+
+
+class _Item:
+    __slots__ = ("future", "fn", "arg", "started", "expired")
+
+    def __init__(self, future: asyncio.Future[Any], fn: Callable[[Any], Any], arg: Any) -> None:
+        self.future = future
+        self.fn = fn
+        self.arg = arg
+        self.started = 0.0
+        self.expired = False
+
+
+class Executor:
+    def __init__(
+        self, threads: int = 1, *, timeout_s: float | None = None, name: str = "prebake-scoring"
+    ) -> None:
+        self.threads = threads
+        self.timeout_s = timeout_s
+        self.name = name
+        self.on_wedged: Callable[[str], None] | None = None
+        self._queue: SimpleQueue[_Item | None] = SimpleQueue()
+        self._done: deque[tuple[_Item, Any, BaseException | None]] = deque()
+        self._wake_pending = False
+        self._running: dict[int, _Item] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        for index in range(self.threads):
+            # Daemon threads: a wedged run() must not keep a recycled worker process alive.
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    async def run(self, fn: Callable[[Any], T], arg: Any) -> T:
+        """Run ``fn(arg)`` on a scoring thread; raise ScoringTimeout past the deadline."""
+        loop = self._loop
+        assert loop is not None, "Executor.start() was not called"
+        if self._closed:
+            raise ServerBusy("this worker is restarting; retry the request")
+        future: asyncio.Future[T] = loop.create_future()
+        item = _Item(future, fn, arg)
+        self._queue.put(item)
+        if self.timeout_s is None:
+            return await future
+        handle = loop.call_later(self.timeout_s, self._expire, item)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    def close(self) -> None:
+        """Stop taking work; queued calls that have not started get a retryable 503."""
+        self._closed = True
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item.future.done():
+                item.future.set_exception(ServerBusy("this worker is restarting; retry the request"))
+        for _ in self._workers:
+            self._queue.put(None)
+
+    # -- scoring threads ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        queue, done = self._queue, self._done
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            if item.expired:
+                continue  # answered 504 while queued; do not spend time on it now
+            item.started = time.monotonic()
+            self._running[ident] = item
+            try:
+                result, error = item.fn(item.arg), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request as it is
+                result, error = None, exc
+            self._running.pop(ident, None)
+            done.append((item, result, error))
+            if not self._wake_pending:
+                self._wake_pending = True
+                assert self._loop is not None
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:
+                    return  # the loop is closed: the process is exiting
+
+    # -- event loop ---------------------------------------------------------------------------------
+    def _deliver(self) -> None:
+        self._wake_pending = False
+        done = self._done
+        while done:
+            item, result, error = done.popleft()
+            future = item.future
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def _expire(self, item: _Item) -> None:
+        if item.future.done():
+            return
+        item.expired = True
+        assert self.timeout_s is not None
+        timeout_ms = int(self.timeout_s * 1000)
+        item.future.set_exception(ScoringTimeout(f"Scoring timeout after {timeout_ms} ms"))
+        if item.started:
+            # Give run() a grace period to return by itself before calling the worker wedged.
+            grace = min(max(1.0, self.timeout_s / 2), 30.0)
+            assert self._loop is not None
+            self._loop.call_later(grace, self._check_wedged, item)
+
+    def _check_wedged(self, item: _Item) -> None:
+        if item in self._running.values() and self.on_wedged is not None:
+            stuck_for = time.monotonic() - item.started
+            self.on_wedged(f"a scoring call has been running for {stuck_for:.1f} s, past its timeout")

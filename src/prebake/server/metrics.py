@@ -1,0 +1,173 @@
+"""Prometheus metrics without a client library: counters and histograms in plain dicts.
+
+Each worker process keeps its own numbers and writes a snapshot to a shared directory about once a
+second; whichever worker answers `/metrics` adds the others' snapshots to its own, so a scrape sees
+the whole server, not one random worker. Snapshots of dead workers are kept (counters never go back).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+Labels = tuple[str, ...]
+
+
+class Metrics:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self.requests: dict[Labels, int] = defaultdict(int)  # (route, method, status, model)
+        self.latency: dict[Labels, list[float]] = {}  # (route, model) -> bucket counts + [sum, count]
+        self.run_time: dict[Labels, list[float]] = {}  # (model,) -> same layout, scoring time only
+        self.batch_size: dict[Labels, list[float]] = {}  # (model,) -> rows per predict call
+        self.in_flight = 0
+        self._dirty = True
+
+    def observe_request(self, route: str, method: str, status: int, model: str, seconds: float) -> None:
+        self.requests[(route, method, str(status), model)] += 1
+        _observe(self.latency, (route, model), seconds, LATENCY_BUCKETS)
+        self._dirty = True
+
+    def observe_run(self, model: str, seconds: float) -> None:
+        _observe(self.run_time, (model,), seconds, LATENCY_BUCKETS)
+
+    def observe_batch(self, model: str, rows: int) -> None:
+        _observe(self.batch_size, (model,), float(rows), BATCH_BUCKETS)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [[list(k), v] for k, v in self.requests.items()],
+            "latency": [[list(k), v] for k, v in self.latency.items()],
+            "run_time": [[list(k), v] for k, v in self.run_time.items()],
+            "batch_size": [[list(k), v] for k, v in self.batch_size.items()],
+            "in_flight": self.in_flight,
+        }
+
+    def write_snapshot(self) -> None:
+        """Publish this worker's numbers for the others (atomic rename, so readers never see half a file)."""
+        if self.directory is None or not self._dirty:
+            return
+        self._dirty = False
+        path = self.directory / f"{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_bytes(orjson.dumps(self.snapshot()))
+            tmp.replace(path)
+
+    def render(self) -> bytes:
+        """Prometheus text format of this worker's numbers plus every other worker's last snapshot."""
+        totals = [self.snapshot()]
+        if self.directory is not None:
+            mine = f"{os.getpid()}.json"
+            for path in self.directory.glob("*.json"):
+                if path.name == mine:
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    snap = orjson.loads(path.read_bytes())
+                    if path.name.startswith("dead-"):
+                        snap["in_flight"] = 0
+                    totals.append(snap)
+        return _render(totals)
+
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _observe(table: dict[Labels, list[float]], key: Labels, value: float, buckets: tuple[float, ...]) -> None:
+    row = table.get(key)
+    if row is None:
+        row = table[key] = [0.0] * (len(buckets) + 2)
+    index = bisect.bisect_left(buckets, value)
+    if index < len(buckets):
+        row[index] += 1
+    row[-2] += value
+    row[-1] += 1
+
+
+def _label_text(names: tuple[str, ...], values: list[str]) -> str:
+    parts = []
+    for name, value in zip(names, values, strict=True):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        parts.append(f'{name}="{escaped}"')
+    return ",".join(parts)
+
+
+def _merge(snaps: list[dict[str, Any]], key: str) -> dict[tuple[str, ...], Any]:
+    merged: dict[tuple[str, ...], Any] = {}
+    for snap in snaps:
+        for labels, value in snap.get(key, []):
+            k = tuple(labels)
+            if isinstance(value, list):
+                prev = merged.get(k)
+                merged[k] = list(value) if prev is None else [a + b for a, b in zip(prev, value, strict=True)]
+            else:
+                merged[k] = merged.get(k, 0) + value
+    return merged
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    help_text: str,
+    names: tuple[str, ...],
+    data: dict[Any, Any],
+    buckets: tuple[float, ...],
+) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} histogram")
+    for labels, row in sorted(data.items()):
+        base = _label_text(names, list(labels))
+        cumulative = 0.0
+        for bound, count in zip(buckets, row, strict=False):
+            cumulative += count
+            out.append(f'{name}_bucket{{{base},le="{bound}"}} {cumulative:g}')
+        out.append(f'{name}_bucket{{{base},le="+Inf"}} {row[-1]:g}')
+        out.append(f"{name}_sum{{{base}}} {row[-2]:.6f}")
+        out.append(f"{name}_count{{{base}}} {row[-1]:g}")
+
+
+def _render(snaps: list[dict[str, Any]]) -> bytes:
+    out: list[str] = [
+        "# HELP prebake_requests_total HTTP requests answered, by route, method, status and model.",
+        "# TYPE prebake_requests_total counter",
+    ]
+    for labels, count in sorted(_merge(snaps, "requests").items()):
+        out.append(
+            f"prebake_requests_total{{{_label_text(('route', 'method', 'status', 'model'), list(labels))}}} {count}"
+        )
+    _histogram(
+        out,
+        "prebake_request_duration_seconds",
+        "Time from request received to response sent.",
+        ("route", "model"),
+        _merge(snaps, "latency"),
+        LATENCY_BUCKETS,
+    )
+    _histogram(
+        out,
+        "prebake_run_duration_seconds",
+        "Time spent in run()/predict() alone.",
+        ("model",),
+        _merge(snaps, "run_time"),
+        LATENCY_BUCKETS,
+    )
+    _histogram(
+        out,
+        "prebake_batch_size_rows",
+        "Rows per predict call after adaptive batching.",
+        ("model",),
+        _merge(snaps, "batch_size"),
+        tuple(float(b) for b in BATCH_BUCKETS),
+    )
+    out.append("# HELP prebake_requests_in_flight Requests being handled now.")
+    out.append("# TYPE prebake_requests_in_flight gauge")
+    out.append(f"prebake_requests_in_flight {sum(int(s.get('in_flight', 0)) for s in snaps)}")
+    return ("\n".join(out) + "\n").encode()

@@ -1,0 +1,183 @@
+"""The parent process: bind the port once, fork the workers, replace the ones that die, drain on SIGTERM.
+
+It imports nothing heavy, so workers start from a small, clean process. Safe as PID 1 in a container:
+it reaps every child and forwards SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+from prebake.cli import exits
+from prebake.config import ServeConfig
+from prebake.server.logs import configure_logging
+
+logger = logging.getLogger("prebake.supervisor")
+
+FAST_CRASH_S = 2.0  # a worker dying this soon after start, repeatedly, is a crash loop
+MAX_FAST_CRASHES = 5
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port}: {error.strerror}; is another server using the port?"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, config: ServeConfig, sock: socket.socket) -> None:
+        self.config = config
+        self.sock = sock
+        self.children: dict[int, float] = {}  # pid -> start time
+        self.stopping = False
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="prebake-metrics-"))
+        self.fast_crashes = 0
+
+    def spawn(self) -> None:
+        from prebake.server.worker import run_worker  # imported before fork, once, in the parent
+
+        pid = os.fork()
+        if pid == 0:
+            code = exits.FAILURE
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                _die_with_parent()
+                code = run_worker(self.config, self.sock, self.metrics_dir)
+            finally:
+                # Skip interpreter teardown: a wedged daemon thread or the parent's atexit hooks must not run.
+                logging.shutdown()
+                os._exit(code)
+        self.children[pid] = time.monotonic()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            logger.info("received %s: draining in-flight requests", signal.Signals(signum).name)
+        self.stopping = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for _ in range(self.config.workers):
+            self.spawn()
+        deadline: float | None = None
+        result = exits.OK
+        try:
+            while self.children:
+                if self.stopping and deadline is None:
+                    deadline = time.monotonic() + self.config.graceful_timeout_s + 5
+                pid, status = self._wait(deadline)
+                if pid == 0:
+                    continue
+                started = self.children.pop(pid, time.monotonic())
+                code = os.waitstatus_to_exitcode(status)
+                self._retire_metrics(pid)
+                if self.stopping:
+                    continue
+                if code == exits.INIT_FAILED:
+                    logger.error("a worker failed to initialise (exit %d): stopping the server", code)
+                    result = exits.INIT_FAILED
+                    self._on_signal(signal.SIGTERM, None)
+                    continue
+                lived = time.monotonic() - started
+                self.fast_crashes = self.fast_crashes + 1 if lived < FAST_CRASH_S else 0
+                if self.fast_crashes >= MAX_FAST_CRASHES:
+                    logger.error("workers keep dying at start (last exit %d): stopping the server", code)
+                    result = exits.FAILURE
+                    self._on_signal(signal.SIGTERM, None)
+                    continue
+                logger.warning("worker %d exited (%s); starting a replacement", pid, _describe(code))
+                time.sleep(min(0.1 * 2**self.fast_crashes, 5.0) if self.fast_crashes else 0)
+                self.spawn()
+        finally:
+            self.sock.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        return result
+
+    def _wait(self, deadline: float | None) -> tuple[int, int]:
+        if deadline is None:
+            try:
+                return os.waitpid(-1, 0)
+            except ChildProcessError:
+                self.children.clear()
+                return 0, 0
+        # Draining: poll, and kill what is still running at the deadline.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return 0, 0
+            if pid:
+                return pid, status
+            if time.monotonic() > deadline:
+                for child in list(self.children):
+                    logger.warning("worker %d did not drain in time; killing it", child)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
+
+    def _retire_metrics(self, pid: int) -> None:
+        path = self.metrics_dir / f"{pid}.json"
+        with contextlib.suppress(OSError):
+            path.replace(self.metrics_dir / f"dead-{pid}.json")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the supervisor dies (even by SIGKILL), so no orphan keeps the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: orphans are reaped by the OS's own rules
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    if code == 75:
+        return "recycled after a stuck scoring call"
+    return f"exit code {code}"
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    configure_logging(config.log_format, config.log_level)
+    try:
+        sock = bind(config.host, config.port)
+    except OSError as error:
+        logger.error("%s", error)
+        return exits.USAGE
+    logger.info(
+        "prebake serving on http://%s:%d with %d worker(s) x %d scoring thread(s)",
+        config.host,
+        sock.getsockname()[1],
+        config.workers,
+        config.threads,
+    )
+    return Supervisor(config, sock).run()

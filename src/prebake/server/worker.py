@@ -1,0 +1,231 @@
+"""One worker process: load the models (init once), then serve HTTP (and gRPC) on the shared socket.
+
+Exit codes tell the supervisor what happened: 0 after a clean drain, INIT_FAILED when loading failed
+(the whole server stops: a model that cannot load will not load on retry), RECYCLE when a wedged
+scoring call made this worker ask to be replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+from prebake.cli import exits
+from prebake.config import ServeConfig
+from prebake.errors import PrebakeError
+from prebake.http import Route
+from prebake.server.backend import ModelEntry, ServerBackend
+from prebake.server.executor import Executor
+from prebake.server.logs import AccessLog, configure_logging
+from prebake.server.metrics import Metrics
+
+logger = logging.getLogger("prebake.worker")
+
+RECYCLE = 75  # EX_TEMPFAIL: replace me
+
+
+def _prepare_environment(config: ServeConfig) -> None:
+    """What azmlinfsrv does for score.py: AZUREML_MODEL_DIR set, app root and source dir importable."""
+    if config.model_dir is not None:
+        os.environ["AZUREML_MODEL_DIR"] = str(config.model_dir.resolve())
+    if config.entry_script is not None:
+        os.environ.setdefault("AZUREML_ENTRY_SCRIPT", str(config.entry_script))
+        for path in (config.entry_script.parent, config.app_root, config.source_dir):
+            if path is not None and str(path) not in sys.path:
+                sys.path.append(str(path))
+
+
+def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend, list[Route]]:
+    """Create (not load) the runtimes named by the config, and the protocol routes that front them."""
+    from prebake.protocols import azure
+
+    executor = Executor(config.threads, timeout_s=config.timeout_s)
+    backend = ServerBackend(executor, metrics)
+    swagger = None
+    if config.entry_script is not None:
+        from prebake.runtimes.entry_script import EntryScriptRuntime
+
+        script = EntryScriptRuntime(config.entry_script, debug=config.debug)
+        backend.add(ModelEntry(name="score", runtime=script), raw=True)
+        swagger = script.swagger
+    if config.models or config.model_repository is not None:
+        from prebake.runtimes.discover import find_models
+        from prebake.runtimes.registry import create_runtime
+
+        for settings in find_models(
+            list(config.models), repository=config.model_repository, device=config.device
+        ):
+            runtime = create_runtime(settings)
+            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
+            entry.batcher = _batcher(entry, runtime, executor, metrics)
+            backend.add(entry, raw=_is_raw(runtime))
+
+    from prebake.server import ops
+
+    routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
+    routes.extend(_protocol_routes(backend, config))
+    return backend, routes
+
+
+DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
+    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
+    from prebake.runtimes.base import Runtime
+    from prebake.server.batching import Batcher
+
+    settings = entry.settings
+    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
+        return None
+    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    if size <= 1:
+        return None
+    return Batcher(
+        entry.name,
+        runtime,
+        executor,
+        metrics,
+        max_batch_size=size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+    )
+
+
+def _is_raw(runtime: object) -> bool:
+    from prebake.runtimes.base import RawRuntime
+
+    return isinstance(runtime, RawRuntime)
+
+
+def _protocol_routes(backend: ServerBackend, config: ServeConfig) -> list[Route]:
+    """The other protocols, where their modules are present (each one optional and independent)."""
+    import importlib
+
+    found: list[Route] = []
+    for module_name, kwargs in (
+        ("prebake.protocols.v2", {}),
+        ("prebake.protocols.v1", {}),
+        ("prebake.protocols.sagemaker", {}),
+        (
+            "prebake.protocols.vertex",
+            {"health_route": config.health_route, "predict_route": config.predict_route},
+        ),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        found.extend(module.routes(backend, **{k: v for k, v in kwargs.items() if v is not None}))
+    return found
+
+
+def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | None) -> int:
+    """Entry point of a forked worker; returns its exit code."""
+    configure_logging(config.log_format, config.log_level)
+    _prepare_environment(config)
+    metrics = Metrics(metrics_dir)
+    try:
+        backend, routes = build_backend(config, metrics)
+        backend.load_all()
+    except PrebakeError as error:
+        # The cause chain holds the user's own traceback (init() raising, a file missing...).
+        logger.error("init failed: %s\n%s", error.message, traceback.format_exc())
+        return exits.INIT_FAILED
+    except BaseException:
+        logger.error("init failed:\n%s", traceback.format_exc())
+        return exits.INIT_FAILED
+    try:
+        return _serve(config, sock, backend, routes, metrics)
+    except BaseException:
+        logger.error("worker crashed:\n%s", traceback.format_exc())
+        return exits.FAILURE
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _serve(
+    config: ServeConfig, sock: socket.socket, backend: ServerBackend, routes: list[Route], metrics: Metrics
+) -> int:
+    import uvicorn
+
+    from prebake.server.app import App
+
+    app = App(
+        routes,
+        metrics=metrics,
+        access_log=AccessLog(config.log_format) if config.access_log else None,
+        max_body_bytes=config.max_body_bytes,
+        cors_origins=config.cors_origins,
+        debug=config.debug,
+        api_keys=config.api_keys,
+        max_header_bytes=config.max_header_bytes,
+    )
+    uv_config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(config.graceful_timeout_s),
+        timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
+        server_header=False,
+        proxy_headers=False,
+        limit_concurrency=config.limit_concurrency,  # past it: 503 at once instead of an unbounded queue  # no proxy in front by default; saves a middleware hop per request
+        date_header=False,
+    )
+    server = uvicorn.Server(uv_config)
+    exit_code = exits.OK
+
+    def wedged(reason: str) -> None:
+        nonlocal exit_code
+        logger.error("%s; replacing this worker (SCORING_TIMEOUT_MS=%d)", reason, config.timeout_ms)
+        exit_code = RECYCLE
+        backend.executor.close()
+        server.should_exit = True
+
+    backend.executor.on_wedged = wedged
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        backend.executor.start(loop)
+        grpc_server = None
+        if config.grpc_port is not None:
+            from prebake.protocols import v2_grpc
+
+            grpc_server = await v2_grpc.start(backend, host=config.host, port=config.grpc_port)
+        publisher = asyncio.ensure_future(_publish_metrics(metrics))
+        logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            publisher.cancel()
+            metrics.write_snapshot()
+            if grpc_server is not None:
+                await grpc_server.stop(config.graceful_timeout_s)
+
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        backend.executor.close()
+    return exit_code
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        metrics.write_snapshot()
