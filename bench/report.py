@@ -102,7 +102,7 @@ def _targets_azure(record: dict[str, Any]) -> list[str]:
                 f"| {workload} c={c}: p99 <= azmlinfsrv's | {_fmt(p_pb, '.2f')} vs {_fmt(p_az, '.2f')} ms | "
                 f"{_verdict(ok)} |"
             )
-    pb_iris, az_iris = idx.get(("prebake", "iris")), idx.get(("azmlinfsrv", "iris"))
+    pb_iris = idx.get(("prebake", "iris"))
     cold = pb_iris.get("cold_start_s") if pb_iris and pb_iris["status"] == "ok" else None
     lines.append(
         f"| cold start <= 1.0 s | {_fmt(cold, '.2f')} s | {_verdict(None if cold is None else cold <= 1.0)} |"

@@ -121,6 +121,7 @@ def _prebake_script(workload: models.Workload, port: int) -> Launch:
         sys.executable, "-m", "prebake", "serve",
         "--entry-script", str(_script(workload)),
         "--model-dir", str(workload.model_dir),
+        "--host", "127.0.0.1",
         "--port", str(port),
     ]  # fmt: skip
     return Launch(argv, "/score", env={"AZUREML_MODEL_DIR": str(workload.model_dir)})
@@ -140,7 +141,17 @@ def _prebake_v2(variant: str, settings: dict[str, object]) -> Callable[[models.W
     def launch(workload: models.Workload, port: int) -> Launch:
         _prebake_available()
         model_dir = _prebake_model_dir(variant, workload, settings)
-        argv = [sys.executable, "-m", "prebake", "serve", str(model_dir), "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "prebake",
+            "serve",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         return Launch(argv, f"/v2/models/{workload.name}/infer")
 
     return launch
