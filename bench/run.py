@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_share: float  # server CPU seconds / wall seconds: near 1.0 means it had its whole core
+    req_per_cpu_s: float  # requests per CPU second of the server: what it would do alone on the core
     note: str = ""
 
 
@@ -110,7 +113,10 @@ def wrk(port: int, path: str, body_file: Path, concurrency: int, duration_s: int
 
 def measure_once(running: servers.Running, plan: Plan, body_file: Path, concurrency: int) -> Load:
     wrk(running.port, running.launch.path, body_file, concurrency, plan.warmup_s)
+    cpu_before, wall_before = running.cpu_s(), time.perf_counter()
     s = wrk(running.port, running.launch.path, body_file, concurrency, plan.duration_s)
+    cpu = running.cpu_s() - cpu_before
+    wall = time.perf_counter() - wall_before
     rps = s["requests"] / (s["duration_us"] / 1e6)
     errors = int(s["non2xx"] + s["connect"] + s["read"] + s["write"] + s["timeout"])
     note = f"non2xx={s['non2xx']} connect={s['connect']} read={s['read']} write={s['write']} timeout={s['timeout']}"
@@ -121,6 +127,8 @@ def measure_once(running: servers.Running, plan: Plan, body_file: Path, concurre
         s["p50_us"] / 1000,
         s["p99_us"] / 1000,
         errors,
+        cpu / wall,
+        s["requests"] / cpu if cpu else 0.0,
         note if errors else "",
     )
 
@@ -165,7 +173,8 @@ def bench_workload(
                         continue
                     print(
                         f"  {name:<17} {workload.name:<7} c={concurrency:<3} {load.requests_s:9.0f} req/s "
-                        f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  errors {load.errors}",
+                        f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  errors {load.errors}  "
+                        f"cpu {load.cpu_share:4.2f}  {load.req_per_cpu_s:7.0f} req/cpu-s",
                         flush=True,
                     )
                     if name not in best or load.requests_s > best[name].requests_s:

@@ -197,7 +197,8 @@ SERVERS = {
         Server("azmlinfsrv", _azmlinfsrv),
         Server("prebake", _prebake_script),
         Server("floor-v2", _floor_v2, "v2"),
-        Server("prebake-v2", _prebake_v2("unbatched", {"max_batch_size": 0}), "v2"),
+        # 1, not 0: the worker reads 0 as "the default size" (batching on), the settings docs as "off".
+        Server("prebake-v2", _prebake_v2("unbatched", {"max_batch_size": 1}), "v2"),
         Server("prebake-v2-batch", _prebake_v2("batched", BATCH), "v2"),
         Server("mlserver", _mlserver(batched=False), "v2"),
         Server("mlserver-batch", _mlserver(batched=True), "v2"),
@@ -295,6 +296,11 @@ class Running:
         leaves = [pid for pid in _tree(self.proc.pid) if not _children(pid)]
         return max((_rss_kb(pid) for pid in leaves), default=0) / 1024
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds used so far by the server's whole process tree."""
+        assert self.proc is not None
+        return sum(_cpu_ticks(pid) for pid in _tree(self.proc.pid)) / CLOCK_TICKS
+
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         leaves = [pid for pid in _tree(self.proc.pid) if not _children(pid)]
@@ -319,6 +325,17 @@ def _tree(pid: int) -> list[int]:
         pids.append(current)
         todo.extend(_children(current))
     return pids
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
 def _rss_kb(pid: int) -> int:
