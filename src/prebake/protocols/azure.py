@@ -55,8 +55,6 @@ def routes(backend: Backend, *, swagger: Callable[[str | None], bytes] | None = 
         ms_headers: list[tuple[str, str]] = []
         try:
             ms_headers = _ms_headers(request)
-            if request.method == "OPTIONS":
-                return Response(b"", content_type="text/html; charset=utf-8", headers=ms_headers)
             raw = RawRequest(
                 method=request.method,
                 path=request.path,

@@ -35,6 +35,7 @@ def _prepare_environment(config: ServeConfig) -> None:
         os.environ["AZUREML_MODEL_DIR"] = str(config.model_dir.resolve())
     if config.entry_script is not None:
         os.environ.setdefault("AZUREML_ENTRY_SCRIPT", str(config.entry_script))
+        os.environ["AML_APP_ROOT"] = str(config.app_root)  # where user swagger files are looked up
         for path in (config.entry_script.parent, config.app_root, config.source_dir):
             if path is not None and str(path) not in sys.path:
                 sys.path.append(str(path))
