@@ -39,6 +39,9 @@ PEERS = {
         # uvloop 0.22 raises in asyncio.get_event_loop() where MLServer 1.7.1's parallel workers call it
         # (each worker dies at start, every model fails to load); 0.21 is the release MLServer 1.7.1 shipped with.
         Peer("mlserver", ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"), "mlserver_sklearn"),
+        # prebake and the floor, from this checkout, with only what an sklearn image ships: the project venv
+        # also holds the test tools (pandas among them, which scikit-learn then imports: +0.6 s, +40 MB).
+        Peer("prebake", ("-e", str(ROOT), "starlette", "uvloop", "httptools"), "prebake.cli"),
         Peer("kserve", ("kserve==0.15.2", "sklearnserver"), "sklearnserver"),
     )
 }

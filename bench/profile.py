@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--gil", action="store_true", help="only the thread holding the GIL (CPU, not waits)")
     parser.add_argument("--native", action="store_true", help="include C frames (numpy, sklearn, uvloop)")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {int(run.CLIENT_CPU)})
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         if args.native:
             record.append("--native")
+        if args.gil:
+            record.append("--gil")
         load = threading.Thread(
             target=run.wrk,
             args=(running.port, running.launch.path, body_file, args.concurrency, args.seconds + 2),

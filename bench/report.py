@@ -2,6 +2,7 @@
 
 Every ratio compares servers measured in the same run on the same machine, as the project's rules ask.
     python bench/report.py .bench/results/<time>.json      # re-render a saved run
+    python bench/report.py azure.json batching.json        # one page from runs of one suite each
 """
 
 from __future__ import annotations
@@ -202,6 +203,8 @@ def render(record: dict[str, Any]) -> str:
         "100-tree RandomForestClassifier (max_depth 12) on synthetic `make_classification` data "
         "(10 features, 3 classes), 64 rows per request.",
         "",
+        "prebake and the floor run from `.cache/peers/prebake` (this checkout, scikit-learn, joblib, starlette: no "
+        "pandas, as in an sklearn image), each peer from its own venv, all with the same scikit-learn, joblib and numpy. "
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
         "## Azure entry script (issue #3)",
@@ -233,5 +236,18 @@ def render(record: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from several runs (e.g. ``--suite azure`` then ``--suite batching``): results of all,
+    the rest from the latest, with every run's date and load average kept in the header."""
+    latest = dict(records[-1])
+    latest["results"] = [r for record in records for r in record["results"]]
+    if len(records) > 1:
+        latest["date"] = " and ".join(
+            f"{rec['date']} ({', '.join(sorted({r['suite'] for r in rec['results']}))})" for rec in records
+        )
+        latest["seconds"] = sum(rec["seconds"] for rec in records)
+    return latest
+
+
 if __name__ == "__main__":
-    print(render(json.loads(Path(sys.argv[1]).read_text())))
+    print(render(merge([json.loads(Path(arg).read_text()) for arg in sys.argv[1:]])))

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     for workload in models.WORKLOADS.values():
         models.ensure(workload)
     if not args.no_peers:
-        for name in ("azmlinfsrv", "mlserver"):
+        for name in ("prebake", "azmlinfsrv", "mlserver"):
             try:
                 print(f"peer {name}: {peers.ensure(peers.PEERS[name])}", flush=True)
             except (RuntimeError, subprocess.TimeoutExpired) as error:

@@ -79,8 +79,14 @@ def body(workload: models.Workload, protocol: str) -> bytes:
 # --- the servers ---------------------------------------------------------------------------------------
 
 
+def _python() -> str:
+    """prebake and the floor run from the lean venv (see peers.py) where it works, else from this Python."""
+    lean = peers.PEERS["prebake"]
+    return str(lean.python) if peers.works(lean) else sys.executable
+
+
 def _floor(workload: models.Workload, port: int) -> Launch:
-    argv = [sys.executable, str(ROOT / "bench" / "apps" / "floor.py"), "--model", str(workload.model_file)]
+    argv = [_python(), str(ROOT / "bench" / "apps" / "floor.py"), "--model", str(workload.model_file)]
     return Launch([*argv, "--port", str(port)], "/score")
 
 
@@ -109,7 +115,7 @@ def _azmlinfsrv(workload: models.Workload, port: int) -> Launch:
 
 def _prebake_available() -> None:
     probe = subprocess.run(
-        [sys.executable, "-m", "prebake", "serve", "--help"], capture_output=True, timeout=60, check=False
+        [_python(), "-m", "prebake", "serve", "--help"], capture_output=True, timeout=60, check=False
     )
     if probe.returncode != 0:
         raise NotAvailable("`prebake serve` is not on this branch yet")
@@ -118,7 +124,7 @@ def _prebake_available() -> None:
 def _prebake_script(workload: models.Workload, port: int) -> Launch:
     _prebake_available()
     argv = [
-        sys.executable, "-m", "prebake", "serve",
+        _python(), "-m", "prebake", "serve",
         "--entry-script", str(_script(workload)),
         "--model-dir", str(workload.model_dir),
         "--host", "127.0.0.1",
@@ -142,7 +148,7 @@ def _prebake_v2(variant: str, settings: dict[str, object]) -> Callable[[models.W
         _prebake_available()
         model_dir = _prebake_model_dir(variant, workload, settings)
         argv = [
-            sys.executable,
+            _python(),
             "-m",
             "prebake",
             "serve",
