@@ -19,6 +19,7 @@ from prebake.cli import exits
 from prebake.config import ServeConfig
 from prebake.errors import PrebakeError
 from prebake.http import Route
+from prebake.server import auth
 from prebake.server.backend import ModelEntry, ServerBackend
 from prebake.server.executor import Executor
 from prebake.server.logs import AccessLog, configure_logging
@@ -62,39 +63,15 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
             list(config.models), repository=config.model_repository, device=config.device
         ):
             runtime = create_runtime(settings)
-            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
-            entry.batcher = _batcher(entry, runtime, executor, metrics)
-            backend.add(entry, raw=_is_raw(runtime))
+            backend.add(
+                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
+            )
 
     from prebake.server import ops
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
     return backend, routes
-
-
-DEFAULT_MAX_BATCH_SIZE = 64
-
-
-def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
-    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
-    from prebake.runtimes.base import Runtime
-    from prebake.server.batching import Batcher
-
-    settings = entry.settings
-    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
-        return None
-    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
-    if size <= 1:
-        return None
-    return Batcher(
-        entry.name,
-        runtime,
-        executor,
-        metrics,
-        max_batch_size=size,
-        max_batch_delay_ms=settings.max_batch_delay_ms,
-    )
 
 
 def _is_raw(runtime: object) -> bool:
@@ -206,7 +183,14 @@ def _serve(
         if config.grpc_port is not None:
             from prebake.protocols import v2_grpc
 
-            grpc_server = await v2_grpc.start(backend, host=config.host, port=config.grpc_port)
+            keys = config.api_keys
+            grpc_server = await v2_grpc.start(
+                backend,
+                host=config.host,
+                port=config.grpc_port,
+                max_message_bytes=config.max_body_bytes,
+                authorize=(lambda metadata: auth.check(keys, metadata)) if keys else None,
+            )
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
