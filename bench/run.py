@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -242,11 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few-minute subset (shorter runs, c=1 and 32)")
     parser.add_argument("--suite", choices=sorted(SUITES), action="append", help="run only this suite")
     parser.add_argument("--server", action="append", help="run only these servers")
+    parser.add_argument("--rounds", type=int, help="measure each server this many times per concurrency")
     parser.add_argument("--no-peers", action="store_true", help="do not create missing peer venvs")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="write docs/benchmarks.md (default: on for a full run)")  # fmt: skip
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.rounds:
+        plan = dataclasses.replace(plan, rounds=args.rounds)
     os.sched_setaffinity(0, {int(CLIENT_CPU)})  # keep this script off the server's core
 
     for workload in models.WORKLOADS.values():
