@@ -107,10 +107,10 @@ def write_files(directory: Path, files: Mapping[str, str], *, force: bool = Fals
     staged: list[tuple[Path, Path]] = []
     try:
         for path, text in zip(targets, files.values(), strict=True):
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+            handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
-            staged.append((Path(temporary), path))
+            staged.append((Path(staging), path))
     except OSError as error:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)

@@ -28,9 +28,11 @@ GRACE_MARGIN_S = 5  # beyond preStop + drain, so the kubelet's SIGKILL never cut
 
 SourceKind = Literal["pvc", "hostpath", "uri", "image"]
 # DNS-1035 label: Services need it (a DNS-1123 subdomain is not enough), and it is a valid name for
-# every other kind written here. 63 characters, less room for the "-code" suffix of the ConfigMap.
+# every other kind written here. 63 characters, less room for the longest suffix added to it ("-model",
+# the model volume's name, which must itself be a 63-character label).
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-NAME_MAX = 58
+NAME_MAX = 63 - len("-model")
+LABEL_MAX = 63
 # Kubernetes resource quantities (a subset: decimal numbers with an optional SI or binary suffix).
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _URI = re.compile(r"^(s3|gs|https?|pvc|hdfs|webhdfs|oci)://\S+$")
@@ -83,11 +85,11 @@ class DeploySpec:
         return str(PurePosixPath(MODEL_MOUNT, self.model or ""))
 
 
-def check_name(name: str, what: str = "name") -> str:
+def check_name(name: str, what: str = "name", *, limit: int = NAME_MAX) -> str:
     """``name`` if Kubernetes accepts it for every object written here; DeployError otherwise."""
-    if len(name) > NAME_MAX:
+    if len(name) > limit:
         raise DeployError(
-            f"{what} {name!r} is {len(name)} characters; Kubernetes names here allow at most {NAME_MAX}"
+            f"{what} {name!r} is {len(name)} characters; Kubernetes names here allow at most {limit}"
         )
     if not _NAME.match(name):
         raise DeployError(
@@ -101,7 +103,7 @@ def parse_source(value: str, name: str) -> ModelSource:
     """``pvc[:CLAIM]``, ``hostpath:/DIR``, ``uri:s3://...`` or ``image``; DeployError otherwise."""
     kind, _, target = value.partition(":")
     if kind == "pvc":
-        return ModelSource("pvc", check_name(target or f"{name}-model", "claim name"))
+        return ModelSource("pvc", check_name(target or f"{name}-model", "claim name", limit=LABEL_MAX))
     if kind == "hostpath":
         if not target.startswith("/"):
             raise DeployError(
