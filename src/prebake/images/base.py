@@ -82,7 +82,9 @@ def bootstrap_base(
         if mirror:
             command.append(mirror)
         _progress(f"debootstrap {SUITE} ({', '.join(PACKAGES)})")
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        result = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+        )
         if result.returncode != 0:
             tail = "\n".join(result.stdout.strip().splitlines()[-8:])
             raise ImageError(f"debootstrap failed (exit {result.returncode}):\n{tail}")

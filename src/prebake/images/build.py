@@ -68,7 +68,17 @@ def build_prebake_wheel(destination: Path, pyproject: Path = PYPROJECT) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     _progress("building the prebake wheel")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(destination), str(pyproject.parent)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(destination),
+            str(pyproject.parent),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -85,7 +95,15 @@ def debian_packages(engine: Engine, base: str) -> list[tuple[str, str]]:
         return []
     try:
         out = engine.run(
-            "run", "--rm", "--network", "none", "--entrypoint", "dpkg-query", base, "-W", "-f=${Package}\t${Version}\n"
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "dpkg-query",
+            base,
+            "-W",
+            "-f=${Package}\t${Version}\n",
         )
     except EngineFailed:
         return []
@@ -112,7 +130,9 @@ def build_image(
     """Build one image and tag it ``image.reference``; BuildFailed (nothing tagged) when a step fails."""
     started = time.monotonic()
     if not image.lock_file.is_file():
-        raise BuildFailed(f"{image.name} has no lock file ({image.lock_file}): run `prebake images lock {image.name}`")
+        raise BuildFailed(
+            f"{image.name} has no lock file ({image.lock_file}): run `prebake images lock {image.name}`"
+        )
     if ca_bundle is not None and not ca_bundle.is_file():
         raise ImageError(f"CA bundle {ca_bundle} not found")
     base_reference = resolve_base(image, engine, base)
@@ -161,7 +181,9 @@ def build_image(
             engine.stream(*args, log=output_dir / "build.log")
             engine.run("tag", temporary, image.reference)
         except EngineFailed as error:
-            raise BuildFailed(f"building {image.name} failed (full log: {output_dir / 'build.log'}): {error.message}") from error
+            raise BuildFailed(
+                f"building {image.name} failed (full log: {output_dir / 'build.log'}): {error.message}"
+            ) from error
         finally:
             engine.remove_image(temporary)
     size = engine.inspect_image(image.reference).get("Size", 0)

@@ -21,10 +21,14 @@ from prebake.errors import ImageError, NotFound
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 LOCKS_DIR = Path(__file__).with_name("locks")
-SMOKE_KINDS = frozenset({"entry-script", "sklearn", "xgboost", "lightgbm", "onnxruntime", "pytorch", "tensorflow"})
+SMOKE_KINDS = frozenset(
+    {"entry-script", "sklearn", "xgboost", "lightgbm", "onnxruntime", "pytorch", "tensorflow"}
+)
 _DEVICE = re.compile(r"^(cpu|cuda\d+)$")
 # A requirement pinned to one version: name, optional extras, "==", version (local labels like +cpu allowed).
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==(?P<version>[A-Za-z0-9.+!_-]+)$")
+_PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==(?P<version>[A-Za-z0-9.+!_-]+)$"
+)
 
 
 class CatalogError(ImageError):

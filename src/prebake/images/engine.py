@@ -35,6 +35,8 @@ def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment engine commands run with: prebake's containers.conf unless the user set their own."""
     env = dict(os.environ if base is None else base)
     env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    # docker needs BuildKit for RUN --mount=type=secret (the CA bundle); podman has it built in.
+    env.setdefault("DOCKER_BUILDKIT", "1")
     return env
 
 
@@ -50,7 +52,7 @@ class Engine:
         """The engine asked for, or the first of podman and docker on PATH; EngineMissing otherwise."""
         if preferred is not None and preferred not in ENGINES:
             raise EngineMissing(f"unknown engine {preferred!r}: choose one of {', '.join(ENGINES)}")
-        names: Sequence[EngineName] = (preferred,) if preferred else ENGINES  # type: ignore[assignment]
+        names: Sequence[EngineName] = (preferred,) if preferred else ENGINES
         for name in names:
             path = shutil.which(name)
             if path:
@@ -73,7 +75,9 @@ class Engine:
         )
         if check and result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-            raise EngineFailed(f"{self.name} {args[0]} failed (exit {result.returncode}): " + " | ".join(detail))
+            raise EngineFailed(
+                f"{self.name} {args[0]} failed (exit {result.returncode}): " + " | ".join(detail)
+            )
         return result.stdout
 
     def stream(self, *args: str, log: Path | None = None, input_file: Path | None = None) -> None:

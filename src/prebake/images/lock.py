@@ -91,9 +91,7 @@ def lock_image(image: Image, *, uv: str | None = None) -> Path:
         if CA_BUNDLE.is_file():
             env.setdefault("SSL_CERT_FILE", str(CA_BUNDLE))
         image.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=scratch, check=False
-        )
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch, check=False)
     if result.returncode != 0:
         detail = "\n".join(result.stderr.strip().splitlines()[-8:])
         raise ImageError(f"locking {image.name} failed:\n{detail}")

@@ -28,7 +28,13 @@ MODEL_SUFFIXES: dict[str, frozenset[str]] = {
     "minimal": frozenset(),
 }
 # Suffixes that name one framework for sure, to say which image the user wants instead.
-_OWNER = {".onnx": "onnxruntime", ".pt": "pytorch", ".pth": "pytorch", ".keras": "tensorflow", ".h5": "tensorflow"}
+_OWNER = {
+    ".onnx": "onnxruntime",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".keras": "tensorflow",
+    ".h5": "tensorflow",
+}
 
 
 class ModelMismatch(ImageError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -20,7 +21,7 @@ from typing import Any
 
 from prebake.errors import ImageError
 from prebake.images.catalog import Image
-from prebake.images.engine import Engine, EngineFailed
+from prebake.images.engine import Engine, EngineFailed, engine_environment
 from prebake.images.runner import RunSpec, run_arguments
 from prebake.images.tinymodels import SmokeCase, make_case
 
@@ -54,7 +55,9 @@ def free_port() -> int:
 
 
 def _http(method: str, url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -68,7 +71,9 @@ def _state(engine: Engine, container: str) -> dict[str, Any]:
     return state
 
 
-def smoke_test(image: Image, engine: Engine, *, reference: str | None = None, timeout: float = 90.0) -> SmokeResult:
+def smoke_test(
+    image: Image, engine: Engine, *, reference: str | None = None, timeout: float = 90.0
+) -> SmokeResult:
     """Smoke-test ``image`` (its catalog reference unless ``reference`` is given); SmokeFailed on any failure."""
     reference = reference or image.reference
     if not engine.image_exists(reference):
@@ -101,7 +106,9 @@ def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, tim
             raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
         predictions = json.loads(body).get("predictions")
         if not case.matches(predictions):
-            raise SmokeFailed(f"wrong predictions from {image.name}: got {predictions!r}, expected {case.expected!r}")
+            raise SmokeFailed(
+                f"wrong predictions from {image.name}: got {predictions!r}, expected {case.expected!r}"
+            )
         uid = _check_user(engine, name)
         _check_read_only(engine, name)
         stop_started = time.monotonic()
@@ -112,7 +119,9 @@ def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, tim
             raise SmokeFailed(f"the server exited with code {exit_code} on SIGTERM, expected 0")
         return SmokeResult(image.name, case.kind, healthy, first_prediction, uid, stop_seconds)
     except SmokeFailed as error:
-        raise SmokeFailed(f"{error.message}\n--- container log (last lines) ---\n{_logs(engine, name)}") from error
+        raise SmokeFailed(
+            f"{error.message}\n--- container log (last lines) ---\n{_logs(engine, name)}"
+        ) from error
     finally:
         engine.run("rm", "--force", name, check=False)
 
@@ -126,7 +135,9 @@ def _wait_healthy(engine: Engine, name: str, base: str, started: float, timeout:
         except OSError:
             pass  # not listening yet
         if _state(engine, name).get("Status") in ("exited", "stopped"):
-            raise SmokeFailed(f"the container exited before it was healthy (code {_state(engine, name).get('ExitCode')})")
+            raise SmokeFailed(
+                f"the container exited before it was healthy (code {_state(engine, name).get('ExitCode')})"
+            )
         time.sleep(0.05)
     raise SmokeFailed(f"not healthy after {timeout:.0f} s: GET / never answered 200")
 
@@ -154,7 +165,13 @@ def _check_read_only(engine: Engine, name: str) -> None:
 
 def _logs(engine: Engine, name: str) -> str:
     try:
-        result = engine.run("logs", "--tail", "30", name, check=False)
+        result = subprocess.run(
+            [engine.path, "logs", "--tail", "30", name],
+            capture_output=True,
+            text=True,
+            env=engine_environment(),
+            check=False,
+        )
     except (EngineFailed, OSError):
         return "(no log)"
-    return result or "(empty)"
+    return (result.stdout + result.stderr).strip() or "(empty)"

@@ -60,9 +60,12 @@ class SmokeCase:
         if self.tolerance == 0:
             return predictions == self.expected
         flat_got, flat_want = _flatten(predictions), _flatten(self.expected)
-        return len(flat_got) == len(flat_want) and all(
-            abs(float(a) - float(b)) <= self.tolerance for a, b in zip(flat_got, flat_want, strict=True)
-        )
+        try:
+            return len(flat_got) == len(flat_want) and all(
+                abs(float(a) - float(b)) <= self.tolerance for a, b in zip(flat_got, flat_want, strict=True)
+            )
+        except (TypeError, ValueError):
+            return False  # not numbers at all
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -83,11 +86,11 @@ def _iris() -> tuple[Any, Any]:
 
 
 def _entry_script(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
-    weights = {"w": [0.5, -0.25, 1.0, 2.0], "b": 0.125}
-    (model_dir / "weights.json").write_text(json.dumps(weights), encoding="utf-8")
-    load = 'with open(path) as handle:\n    model = json.load(handle)'
+    w, b = [0.5, -0.25, 1.0, 2.0], 0.125
+    (model_dir / "weights.json").write_text(json.dumps({"w": w, "b": b}), encoding="utf-8")
+    load = "with open(path) as handle:\n    model = json.load(handle)"
     predict = 'predictions = [sum(w * x for w, x in zip(model["w"], row)) + model["b"] for row in rows]'
-    expected = [sum(w * x for w, x in zip(weights["w"], row, strict=True)) + weights["b"] for row in ROWS]
+    expected = [sum(wi * x for wi, x in zip(w, row, strict=True)) + b for row in ROWS]
     return "weights.json", load, predict, expected, 1e-9
 
 
@@ -152,10 +155,11 @@ def _onnxruntime(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
     (model_dir / "model.onnx").write_bytes(model.SerializeToString())
     expected = (np.array(ROWS, dtype="float32") @ w + b).tolist()
     load = (
-        "import onnxruntime\n"
-        'model = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])'
+        'import onnxruntime\nmodel = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])'
     )
-    predict = 'import numpy\npredictions = model.run(None, {"x": numpy.array(rows, dtype="float32")})[0].tolist()'
+    predict = (
+        'import numpy\npredictions = model.run(None, {"x": numpy.array(rows, dtype="float32")})[0].tolist()'
+    )
     return "model.onnx", load, predict, expected, 1e-5
 
 
@@ -181,7 +185,9 @@ def _tensorflow(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
     model.save(model_dir / "model.keras")
     expected = model.predict(np.array(ROWS, dtype="float32"), verbose=0).tolist()
     load = "import keras\nmodel = keras.saving.load_model(path)"
-    predict = 'import numpy\npredictions = model.predict(numpy.array(rows, dtype="float32"), verbose=0).tolist()'
+    predict = (
+        'import numpy\npredictions = model.predict(numpy.array(rows, dtype="float32"), verbose=0).tolist()'
+    )
     return "model.keras", load, predict, expected, 1e-4
 
 
