@@ -99,6 +99,13 @@ def deploy() -> None:
     help="Seconds the server drains on SIGTERM.",
 )
 @click.option("--workers", type=int, default=1, help="Server worker processes per pod.")
+@click.option(
+    "--target-cpu",
+    "target_cpu_percent",
+    type=int,
+    default=70,
+    help="Autoscaler target CPU utilisation (percent).",
+)
 @click.option("--grpc/--no-grpc", default=False, help="Also serve V2 gRPC on 8081.")
 @click.option("--namespace", default=None, help="Namespace to put in the manifests.")
 @click.option("-o", "--output", default="k8s", help="Directory to write NAME.yaml into, or - for stdout.")
