@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from prebake.images.tinymodels import make_case
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
 SKLEARN = "sklearn-1.9.1-debian12-py311-cpu-inference"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.9, 3.0, 5.1, 1.8]]
 INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "install-podman.sh"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 READY_TIMEOUT_S = 120.0
@@ -41,6 +43,7 @@ SCORE_PY = """\
 import json
 import os
 import socket
+import time
 
 import joblib
 
@@ -53,7 +56,9 @@ def init():
 
 
 def run(raw_data):
-    rows = json.loads(raw_data)["data"]
+    request = json.loads(raw_data)
+    time.sleep(request.get("sleep", 0))
+    rows = request["data"]
     return {"predictions": model.predict(rows).tolist(), "host": socket.gethostname()}
 """
 
@@ -213,3 +218,39 @@ def test_pods_run_hardened_as_written(
     assert lines[3].split() == ["CapEff:", "0000000000000000"]
     assert lines[4].split() == ["Seccomp:", "2"]
     assert lines[5] == "no-token"
+
+
+def test_request_in_flight_completes_when_the_pod_stops(
+    podman: Engine, sklearn_image: str, deployed: tuple[str, list[float]]
+) -> None:
+    """Stopping a replica (SIGTERM, as on a rollout) lets a request already running finish with its answer, and the server exits 0."""
+    name, expected = deployed
+    pod = f"{name}-pod-1"
+    address = _pod_address(podman, pod)
+    outcome: dict[str, object] = {}
+
+    def slow_request() -> None:
+        with httpx.Client(trust_env=False) as http:
+            try:
+                response = http.post(
+                    f"http://{address}:5001/score", json={"data": ROWS, "sleep": 3}, timeout=30
+                )
+                outcome["status"], outcome["body"] = response.status_code, response.json()
+            except httpx.HTTPError as error:
+                outcome["error"] = repr(error)
+
+    with httpx.Client(trust_env=False) as http:
+        _wait_ready(http, podman, pod, address)
+    client = threading.Thread(target=slow_request)
+    client.start()
+    time.sleep(1.0)  # the request is inside run() now
+    started = time.monotonic()
+    podman.run("stop", "--time", "20", f"{pod}-server", timeout=60)
+    stopped_after = time.monotonic() - started
+    client.join(timeout=30)
+    assert outcome.get("status") == 200, outcome
+    assert outcome["body"]["predictions"] == expected  # type: ignore[index]
+    state = json.loads(podman.run("container", "inspect", f"{pod}-server"))[0]["State"]
+    assert state["ExitCode"] == 0, f"server exited {state['ExitCode']} on SIGTERM\n{_logs(podman, pod)}"
+    assert stopped_after < 20, "the server waited for SIGKILL instead of exiting after its drain"
+    print(f"{pod} drained its in-flight request and stopped in {stopped_after:.1f} s")
