@@ -32,12 +32,13 @@ def _catalog_image(name: str) -> Any:
         _fail(error.message, exits.NOT_FOUND)
 
 
-def resolve_image(image: str) -> str:
-    """A catalog name becomes its registry reference; a reference (with '/' or ':') is used as given."""
+def resolve_image(image: str) -> tuple[str, bool]:
+    """(reference, whether it is a GPU image): a catalog name becomes its registry reference; a reference
+    (with '/' or ':') is used as given, and is a CPU image unless --gpus says otherwise."""
     if "/" in image or ":" in image:
-        return image
-    reference: str = _catalog_image(image).reference
-    return reference
+        return image, False
+    found = _catalog_image(image)
+    return str(found.reference), bool(found.gpu)
 
 
 def _emit(output: str, files: dict[str, str], force: bool) -> None:
@@ -107,6 +108,9 @@ def deploy() -> None:
     help="Autoscaler target CPU utilisation (percent).",
 )
 @click.option("--grpc/--no-grpc", default=False, help="Also serve V2 gRPC on 8081.")
+@click.option(
+    "--gpus", type=int, default=None, help="NVIDIA GPUs per pod. [default: 1 for GPU images, else 0]"
+)
 @click.option("--namespace", default=None, help="Namespace to put in the manifests.")
 @click.option("-o", "--output", default="k8s", help="Directory to write NAME.yaml into, or - for stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing NAME.yaml.")
@@ -130,7 +134,9 @@ def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bo
                 f"{entry_script} is over {CONFIGMAP_LIMIT // 1024} KiB, too large for a ConfigMap: bake it in with `prebake extend`",
                 exits.USAGE,
             )
-    reference = resolve_image(image)
+    reference, gpu_image = resolve_image(image)
+    if options["gpus"] is None:
+        options["gpus"] = 1 if gpu_image else 0
     try:
         spec = make_spec(
             name,

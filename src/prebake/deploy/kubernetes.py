@@ -102,6 +102,13 @@ def _hardened() -> Manifest:
     }
 
 
+def _resources(spec: DeploySpec) -> Manifest:
+    limits = {"cpu": spec.cpu, "memory": spec.memory}
+    if spec.gpus:
+        limits["nvidia.com/gpu"] = str(spec.gpus)  # extended resources are set as limits only
+    return {"requests": {"cpu": spec.cpu, "memory": spec.memory}, "limits": limits}
+
+
 def _probe(path: str, *, period: int, timeout: int, failures: int) -> Manifest:
     return {
         "httpGet": {"path": path, "port": HTTP_PORT},
@@ -164,10 +171,7 @@ def container(spec: DeploySpec) -> Manifest:
         body["env"] = env
     body.update(
         {
-            "resources": {
-                "requests": {"cpu": spec.cpu, "memory": spec.memory},
-                "limits": {"cpu": spec.cpu, "memory": spec.memory},
-            },
+            "resources": _resources(spec),
             # Startup guards liveness while a large model loads (up to 5 minutes); readiness keeps traffic
             # away until the model answers; liveness restarts a wedged process only.
             "startupProbe": _probe("/v2/health/live", period=2, timeout=2, failures=150),

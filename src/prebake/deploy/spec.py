@@ -70,6 +70,7 @@ class DeploySpec:
     graceful_timeout_s: int = 30
     workers: int = 1
     grpc: bool = False
+    gpus: int = 0
     target_cpu_percent: int = 70
     storage_initializer: str = "kserve/storage-initializer:v0.20.0"
 
@@ -140,6 +141,7 @@ def make_spec(
     graceful_timeout_s: int = 30,
     workers: int = 1,
     grpc: bool = False,
+    gpus: int = 0,
     target_cpu_percent: int = 70,
 ) -> DeploySpec:
     """Validate every input and freeze them; the first problem raises DeployError."""
@@ -175,6 +177,8 @@ def make_spec(
         raise DeployError(f"graceful timeout must be 0 or more seconds, got {graceful_timeout_s}")
     if workers < 1:
         raise DeployError(f"workers must be at least 1, got {workers}")
+    if gpus < 0:
+        raise DeployError(f"gpus must be 0 or more, got {gpus}")
     if not 1 <= target_cpu_percent <= 100:
         raise DeployError(f"target CPU utilisation must be 1-100 percent, got {target_cpu_percent}")
     return DeploySpec(
@@ -192,5 +196,6 @@ def make_spec(
         graceful_timeout_s=graceful_timeout_s,
         workers=workers,
         grpc=grpc,
+        gpus=gpus,
         target_cpu_percent=target_cpu_percent,
     )

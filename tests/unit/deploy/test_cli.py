@@ -161,3 +161,25 @@ def test_deploy_is_reachable_from_the_prebake_command() -> None:
     result = CliRunner().invoke(main, ["deploy", "--help"])
     assert result.exit_code == 0
     assert "k8s" in result.stdout and "kserve" in result.stdout
+
+
+def test_k8s_gpu_images_ask_for_a_gpu() -> None:
+    """A GPU catalog image gets one nvidia.com/gpu by default; --gpus overrides; CPU images get none."""
+
+    def limits(*args: str) -> dict[str, str]:
+        code, out, err = _run("k8s", "iris", "--model", "model.pt", "-o", "-", *args)
+        assert code == 0, err
+        deployment = list(yaml.safe_load_all(out))[0]
+        result: dict[str, str] = deployment["spec"]["template"]["spec"]["containers"][0]["resources"][
+            "limits"
+        ]
+        return result
+
+    assert limits("--image", "pytorch-2.14.1-debian12-py311-cuda13-gpu-inference")["nvidia.com/gpu"] == "1"
+    assert (
+        limits("--image", "pytorch-2.14.1-debian12-py311-cuda13-gpu-inference", "--gpus", "2")[
+            "nvidia.com/gpu"
+        ]
+        == "2"
+    )
+    assert "nvidia.com/gpu" not in limits("--image", SKLEARN)

@@ -36,6 +36,14 @@ SPECS: dict[str, DeploySpec] = {
         source="image",
         replicas=1,
     ),
+    "k8s-gpu.yaml": make_spec(
+        "resnet",
+        image="ghcr.io/prebake/pytorch-2.14.1-debian12-py311-cuda13-gpu-inference:latest",
+        model="model.pt",
+        gpus=1,
+        cpu="4",
+        memory="16Gi",
+    ),
 }
 
 

@@ -42,6 +42,7 @@ def test_replicas_below_one_are_refused(replicas: int) -> None:
         ({"memory": "2GB"}, "memory '2GB' is not a Kubernetes quantity"),
         ({"graceful_timeout_s": -1}, "graceful timeout"),
         ({"workers": 0}, "workers"),
+        ({"gpus": -1}, "gpus"),
         ({"target_cpu_percent": 0}, "CPU utilisation"),
         ({"namespace": "ML"}, "namespace"),
         ({"model": "/abs/m.joblib"}, "relative to the model source"),
