@@ -228,3 +228,15 @@ def test_minimal_image_has_no_runtime(catalog: Catalog) -> None:
     """The minimal image (score.py only) is refused as a KServe runtime, with the reason."""
     with pytest.raises(DeployError, match="entry scripts only"):
         kserve.serving_runtime(catalog.get("minimal-debian12-py311-cpu-inference"), auto_select=False)
+
+
+@pytest.mark.parametrize("grpc", [False, True])
+def test_runtime_arguments_are_flags_prebake_serve_accepts(catalog: Catalog, grpc: bool) -> None:
+    """The runtime's arguments, after the image's `prebake serve` entrypoint, parse with the real serve command."""
+    from prebake.cli.serve import serve
+
+    runtime = kserve.serving_runtime(catalog.get(SKLEARN), auto_select=True, grpc=grpc)
+    context = serve.make_context("serve", ["--host", "0.0.0.0", *runtime["spec"]["containers"][0]["args"]])
+    assert context.params["port"] == 8080
+    assert context.params["grpc_port"] == (8081 if grpc else None)
+    assert [str(path) for path in context.params["models"]] == ["/mnt/models"]

@@ -149,3 +149,14 @@ def test_grpc_adds_a_service_port() -> None:
     objects = _by_kind(SPECS["k8s-no-code-uri-grpc.yaml"])
     assert "--grpc-port" in objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert objects["Service"]["spec"]["ports"][1]["appProtocol"] == "kubernetes.io/h2c"
+
+
+@pytest.mark.parametrize("golden", sorted(SPECS))
+def test_server_arguments_are_flags_prebake_serve_accepts(golden: str) -> None:
+    """Every argument the Deployment passes after the image's `prebake serve` entrypoint parses with the real serve command."""
+    from prebake.cli.serve import serve
+
+    args = _by_kind(SPECS[golden])["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    context = serve.make_context("serve", ["--host", "0.0.0.0", *args])
+    assert context.params["port"] == 5001
+    assert context.params["graceful_timeout"] == SPECS[golden].graceful_timeout_s
