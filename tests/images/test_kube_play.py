@@ -254,3 +254,39 @@ def test_request_in_flight_completes_when_the_pod_stops(
     assert state["ExitCode"] == 0, f"server exited {state['ExitCode']} on SIGTERM\n{_logs(podman, pod)}"
     assert stopped_after < 20, "the server waited for SIGKILL instead of exiting after its drain"
     print(f"{pod} drained its in-flight request and stopped in {stopped_after:.1f} s")
+
+
+def test_model_baked_into_a_derived_image_serves_without_volumes(
+    podman: Engine, sklearn_image: str, workdir: Path
+) -> None:
+    """A model copied into an image derived from the catalog image (docs/scaling.md's two-line Containerfile) serves with --model-source image and no model volume."""
+    context = workdir / "baked"
+    case = make_case("sklearn", context)
+    (context / "Containerfile").write_text(
+        f"FROM {sklearn_image}\nCOPY model/ /var/prebake/model/\n", encoding="utf-8"
+    )
+    (context / "score.py").write_text(SCORE_PY, encoding="utf-8")
+    name = f"kp-baked-{uuid.uuid4().hex[:8]}"
+    reference = f"localhost/prebake-test/{name}:1"
+    manifest = context / f"{name}.yaml"
+    podman.run("build", "--quiet", "-t", reference, str(context), timeout=300)
+    try:
+        command = [
+            sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", reference,
+            "--entry-script", str(context / "score.py"), "--model-source", "image", "--model", "/var/prebake/model",
+            "--replicas", "1", "-o", str(context),
+        ]  # fmt: skip
+        subprocess.run(command, check=True, timeout=60)
+        assert "hostPath" not in manifest.read_text() and "persistentVolumeClaim" not in manifest.read_text()
+        podman.run("kube", "play", str(manifest), timeout=180)
+        pod = f"{name}-pod-0"
+        address = _pod_address(podman, pod)
+        with httpx.Client(trust_env=False) as http:
+            _wait_ready(http, podman, pod, address)
+            response = http.post(f"http://{address}:5001/score", json={"data": ROWS}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": case.expected, "host": pod}
+    finally:
+        podman.run("kube", "down", str(manifest), check=False, timeout=120)
+        podman.run("volume", "rm", "--force", f"{name}-code", check=False)
+        podman.run("image", "rm", "--force", reference, check=False)
