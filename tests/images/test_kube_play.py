@@ -27,13 +27,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prebake.images.catalog import load_catalog
+from prebake.images.catalog import Image, load_catalog
 from prebake.images.engine import Engine, EngineFailed
 from prebake.images.tinymodels import make_case
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
-SKLEARN = "sklearn-1.9.1-debian12-py311-cpu-inference"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.9, 3.0, 5.1, 1.8]]
 INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "install-podman.sh"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -63,6 +62,11 @@ def run(raw_data):
 """
 
 
+def _sklearn() -> Image:
+    """The catalog's scikit-learn CPU image (whatever its version is today)."""
+    return next(image for image in load_catalog().images if image.framework == "sklearn" and not image.gpu)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI") == "true"
 
@@ -84,12 +88,12 @@ def podman() -> Engine:
 def sklearn_image(podman: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The scikit-learn image's reference: the one already built (tests/images builds it first), else built here."""
     catalog = load_catalog()
-    image = catalog.get(SKLEARN)
+    image = _sklearn()
     if podman.image_exists(image.reference):
         return image.reference
     if not _in_ci() and os.environ.get("PREBAKE_IMAGE_TESTS") != "1":
         pytest.skip(
-            f"{image.reference} is not built: `prebake build {SKLEARN}`, or set PREBAKE_IMAGE_TESTS=1"
+            f"{image.reference} is not built: `prebake build {image.name}`, or set PREBAKE_IMAGE_TESTS=1"
         )
     from prebake.images.base import bootstrap_base
     from prebake.images.build import build_image, build_prebake_wheel
@@ -151,7 +155,7 @@ def deployed(podman: Engine, sklearn_image: str, workdir: Path) -> Iterator[tupl
     name = f"kp-iris-{uuid.uuid4().hex[:8]}"
     output = workdir / "manifests"
     command = [
-        sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", SKLEARN, "--entry-script", str(script),
+        sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", _sklearn().name, "--entry-script", str(script),
         "--model-source", f"hostpath:{case.model_dir}", "--replicas", "2", "--cpu", "500m", "--memory", "1Gi",
         "-o", str(output),
     ]  # fmt: skip

@@ -27,3 +27,14 @@ def validate_kubernetes(manifest: dict[str, Any]) -> None:
     """Validate against Kubernetes' own OpenAPI schemas (strict) for every stated version."""
     for version in KUBERNETES_VERSIONS:
         kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def catalog_name(framework: str, *, gpu: bool = False) -> str:
+    """The first catalog image of ``framework`` (any framework with ``framework=""``) and device class, so tests
+    follow version bumps in catalog.toml."""
+    from prebake.images.catalog import load_catalog
+
+    for image in load_catalog().images:
+        if (not framework or image.framework == framework) and image.gpu == gpu:
+            return image.name
+    raise LookupError(f"the catalog has no {'GPU' if gpu else 'CPU'} {framework or 'framework'} image")

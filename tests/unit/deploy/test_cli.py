@@ -13,9 +13,13 @@ from prebake.cli.deploy import deploy
 from prebake.deploy.kubernetes import manifests
 from prebake.deploy.render import dump_all
 from prebake.deploy.spec import make_spec
+from prebake.images.catalog import load_catalog
 
-SKLEARN = "sklearn-1.9.1-debian12-py311-cpu-inference"
-REFERENCE = f"ghcr.io/prebake/{SKLEARN}:latest"
+from .conftest import catalog_name
+
+SKLEARN = catalog_name("sklearn")
+MINIMAL = catalog_name("minimal")
+GPU_IMAGE = next(catalog_name(f, gpu=True) for f in ("pytorch", "onnxruntime", "tensorflow"))
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -29,7 +33,8 @@ def test_k8s_writes_what_the_renderer_renders(tmp_path: Path) -> None:
         "k8s", "iris", "--image", SKLEARN, "--model", "model.joblib", "--replicas", "3", "-o", str(tmp_path)
     )
     assert code == 0, err
-    expected = dump_all(manifests(make_spec("iris", image=REFERENCE, model="model.joblib", replicas=3)))
+    reference = load_catalog().get(SKLEARN).reference
+    expected = dump_all(manifests(make_spec("iris", image=reference, model="model.joblib", replicas=3)))
     assert (tmp_path / "iris.yaml").read_text() == expected
     assert f"wrote {tmp_path / 'iris.yaml'}" in err
 
@@ -93,7 +98,7 @@ def test_k8s_accepts_an_image_reference_as_given() -> None:
             "unknown model source",
         ),
         (["kserve", "--image", "nope"], exits.NOT_FOUND, "unknown image 'nope'"),
-        (["kserve", "--image", "minimal-debian12-py311-cpu-inference"], exits.USAGE, "no framework image"),
+        (["kserve", "--image", MINIMAL], exits.USAGE, "no framework image"),
         (["kserve", "--isvc", "iris"], exits.USAGE, "go together"),
         (["kserve", "--isvc", "iris", "--storage-uri", "gs://b/m"], exits.USAGE, "exactly one --image"),
         (
@@ -175,11 +180,6 @@ def test_k8s_gpu_images_ask_for_a_gpu() -> None:
         ]
         return result
 
-    assert limits("--image", "pytorch-2.14.1-debian12-py311-cuda13-gpu-inference")["nvidia.com/gpu"] == "1"
-    assert (
-        limits("--image", "pytorch-2.14.1-debian12-py311-cuda13-gpu-inference", "--gpus", "2")[
-            "nvidia.com/gpu"
-        ]
-        == "2"
-    )
+    assert limits("--image", GPU_IMAGE)["nvidia.com/gpu"] == "1"
+    assert limits("--image", GPU_IMAGE, "--gpus", "2")["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in limits("--image", SKLEARN)

@@ -55,7 +55,7 @@ def test_bad_inputs_name_the_problem(options: dict[str, object], message: str) -
     """Each bad input raises DeployError whose message says what is wrong."""
     arguments: dict[str, object] = {"image": IMAGE, "model": "m.joblib", **options}
     with pytest.raises(DeployError, match=message):
-        make_spec("iris", **arguments)  # type: ignore[arg-type]
+        make_spec("iris", **arguments)
 
 
 @pytest.mark.parametrize(
