@@ -32,10 +32,27 @@ def _catalog_image(name: str) -> Any:
         _fail(error.message, exits.NOT_FOUND)
 
 
+def _repository(reference: str) -> str:
+    """The reference without its digest or tag: ghcr.io/prebake/x:1 and ghcr.io/prebake/x@sha256:... -> ghcr.io/prebake/x."""
+    name = reference.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
 def resolve_image(image: str) -> tuple[str, bool]:
     """(reference, whether it is a GPU image): a catalog name becomes its registry reference; a reference
     (with '/' or ':') is used as given, and is a CPU image unless --gpus says otherwise."""
+    from prebake.images.catalog import load_catalog
+
+    catalog = load_catalog()
     if "/" in image or ":" in image:
+        repository = _repository(image)
+        for entry in catalog.images:
+            if _repository(entry.reference) == repository:
+                return image, entry.gpu  # a catalog image at another tag or digest
+        if repository.startswith(f"{catalog.registry}/"):
+            # Under prebake's own registry, a name the catalog does not list is a typo, not a custom image.
+            _catalog_image(repository.removeprefix(f"{catalog.registry}/"))
         return image, False
     found = _catalog_image(image)
     return str(found.reference), bool(found.gpu)
@@ -112,6 +129,12 @@ def deploy() -> None:
     "--gpus", type=int, default=None, help="NVIDIA GPUs per pod. [default: 1 for GPU images, else 0]"
 )
 @click.option("--namespace", default=None, help="Namespace to put in the manifests.")
+@click.option(
+    "--storage-initializer",
+    "storage_initializer",
+    default=None,
+    help="Init container image for --model-source uri:. [default: kserve/storage-initializer:v0.20.0]",
+)
 @click.option("-o", "--output", default="k8s", help="Directory to write NAME.yaml into, or - for stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing NAME.yaml.")
 def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bool, **options: Any) -> None:

@@ -25,6 +25,8 @@ HTTP_PORT = 5001
 GRPC_PORT = 8081
 PRESTOP_SLEEP_S = 5  # time for endpoint controllers and proxies to stop sending new requests
 GRACE_MARGIN_S = 5  # beyond preStop + drain, so the kubelet's SIGKILL never cuts a drain short
+# KServe's model downloader (args: URI, destination); it works as a plain init container without KServe.
+STORAGE_INITIALIZER = "kserve/storage-initializer:v0.20.0"
 
 SourceKind = Literal["pvc", "hostpath", "uri", "image"]
 # DNS-1035 label: Services need it (a DNS-1123 subdomain is not enough), and it is a valid name for
@@ -72,7 +74,7 @@ class DeploySpec:
     grpc: bool = False
     gpus: int = 0
     target_cpu_percent: int = 70
-    storage_initializer: str = "kserve/storage-initializer:v0.20.0"
+    storage_initializer: str = STORAGE_INITIALIZER
 
     @property
     def termination_grace_s(self) -> int:
@@ -143,13 +145,20 @@ def make_spec(
     grpc: bool = False,
     gpus: int = 0,
     target_cpu_percent: int = 70,
+    storage_initializer: str | None = None,
 ) -> DeploySpec:
     """Validate every input and freeze them; the first problem raises DeployError."""
     check_name(name)
     if namespace is not None:
         check_name(namespace, "namespace")
-    if not image or not _IMAGE.match(image):
-        raise DeployError(f"image {image!r} is not an image reference (e.g. ghcr.io/prebake/NAME:TAG)")
+    for label, reference in (
+        ("image", image),
+        ("storage initializer", storage_initializer or STORAGE_INITIALIZER),
+    ):
+        if not reference or not _IMAGE.match(reference):
+            raise DeployError(
+                f"{label} {reference!r} is not an image reference (e.g. ghcr.io/prebake/NAME:TAG)"
+            )
     if model is None and entry_script is None:
         raise DeployError("nothing to serve: give --model PATH (no-code serving) or --entry-script score.py")
     model_source = parse_source(source, name)
@@ -198,4 +207,5 @@ def make_spec(
         grpc=grpc,
         gpus=gpus,
         target_cpu_percent=target_cpu_percent,
+        storage_initializer=storage_initializer or STORAGE_INITIALIZER,
     )

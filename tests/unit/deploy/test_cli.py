@@ -183,3 +183,33 @@ def test_k8s_gpu_images_ask_for_a_gpu() -> None:
     assert limits("--image", GPU_IMAGE)["nvidia.com/gpu"] == "1"
     assert limits("--image", GPU_IMAGE, "--gpus", "2")["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in limits("--image", SKLEARN)
+
+
+def test_k8s_refuses_an_unknown_image_under_the_catalog_registry() -> None:
+    """A reference under prebake's registry that the catalog does not list is a typo: exit 4, nothing written."""
+    code, out, err = _run(
+        "k8s", "iris", "--image", "ghcr.io/prebake/sklearn-0.1-nope:latest", "--model", "m", "-o", "-"
+    )
+    assert code == exits.NOT_FOUND
+    assert "unknown image 'sklearn-0.1-nope'" in err and out == ""
+
+
+def test_k8s_storage_initializer_can_come_from_a_private_registry() -> None:
+    """--storage-initializer replaces KServe's public downloader image in the init container."""
+    code, out, err = _run(
+        "k8s", "iris", "--image", SKLEARN, "--model", "m.joblib", "--model-source", "uri:s3://b/iris",
+        "--storage-initializer", "registry.internal/kserve/storage-initializer:v0.20.0", "-o", "-",
+    )  # fmt: skip
+    assert code == 0, err
+    pod = list(yaml.safe_load_all(out))[0]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "registry.internal/kserve/storage-initializer:v0.20.0"
+
+
+def test_catalog_images_pinned_by_digest_are_accepted() -> None:
+    """A catalog image pinned by digest under prebake's registry is not mistaken for an unknown image."""
+    digest = "sha256:" + "0" * 64
+    code, out, err = _run(
+        "k8s", "iris", "--image", f"ghcr.io/prebake/{SKLEARN}@{digest}", "--model", "m", "-o", "-"
+    )
+    assert code == 0, err
+    assert f"ghcr.io/prebake/{SKLEARN}@{digest}" in out

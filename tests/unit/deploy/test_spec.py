@@ -43,6 +43,7 @@ def test_replicas_below_one_are_refused(replicas: int) -> None:
         ({"graceful_timeout_s": -1}, "graceful timeout"),
         ({"workers": 0}, "workers"),
         ({"gpus": -1}, "gpus"),
+        ({"storage_initializer": "Bad Image"}, "storage initializer"),
         ({"target_cpu_percent": 0}, "CPU utilisation"),
         ({"namespace": "ML"}, "namespace"),
         ({"model": "/abs/m.joblib"}, "relative to the model source"),
