@@ -294,3 +294,34 @@ def test_model_baked_into_a_derived_image_serves_without_volumes(
         podman.run("kube", "down", str(manifest), check=False, timeout=120)
         podman.run("volume", "rm", "--force", f"{name}-code", check=False)
         podman.run("image", "rm", "--force", reference, check=False)
+
+
+def test_no_code_model_serves_kserve_v1_and_v2_from_a_pod(
+    podman: Engine, sklearn_image: str, workdir: Path
+) -> None:
+    """A Deployment written with --model (no score.py) serves the mounted model file over KServe V1 and Open Inference Protocol V2."""
+    case = make_case("sklearn", workdir / "no-code")
+    name = f"kp-nocode-{uuid.uuid4().hex[:8]}"
+    manifest = workdir / "no-code" / f"{name}.yaml"
+    command = [
+        sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", _sklearn().name, "--model", case.model_file,
+        "--model-source", f"hostpath:{case.model_dir}", "--replicas", "1", "-o", str(manifest.parent),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, timeout=60)
+    model = Path(case.model_file).stem
+    try:
+        podman.run("kube", "play", str(manifest), timeout=180)
+        pod = f"{name}-pod-0"
+        address = _pod_address(podman, pod)
+        with httpx.Client(trust_env=False, base_url=f"http://{address}:5001") as http:
+            _wait_ready(http, podman, pod, address)
+            v1 = http.post(f"/v1/models/{model}:predict", json={"instances": ROWS}, timeout=30)
+            assert v1.status_code == 200, v1.text
+            assert v1.json()["predictions"] == case.expected
+            flat = [value for row in ROWS for value in row]
+            tensor = {"name": "input-0", "shape": [len(ROWS), 4], "datatype": "FP32", "data": flat}
+            v2 = http.post(f"/v2/models/{model}/infer", json={"inputs": [tensor]}, timeout=30)
+            assert v2.status_code == 200, v2.text
+            assert v2.json()["outputs"][0]["data"] == case.expected
+    finally:
+        podman.run("kube", "down", str(manifest), check=False, timeout=120)
