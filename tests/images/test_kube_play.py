@@ -325,3 +325,58 @@ def test_no_code_model_serves_kserve_v1_and_v2_from_a_pod(
             assert v2.json()["outputs"][0]["data"] == case.expected
     finally:
         podman.run("kube", "down", str(manifest), check=False, timeout=120)
+
+
+def test_kserve_runtime_container_serves_mnt_models(
+    podman: Engine, sklearn_image: str, workdir: Path
+) -> None:
+    """The ClusterServingRuntime's container, in the pod KServe would make (model at /mnt/models, {{.Name}} filled in), serves V1 on 8080."""
+    from prebake.deploy import kserve
+    from prebake.deploy.render import dump_all
+
+    case = make_case("sklearn", workdir / "kserve")
+    name = f"kp-kserve-{uuid.uuid4().hex[:8]}"
+    runtime = kserve.serving_runtime(_sklearn(), auto_select=True)["spec"]
+    container = runtime["containers"][0]
+    # What KServe does to the runtime's container: fill its templates and mount the downloaded model.
+    container["env"] = [
+        {**item, "value": item["value"].replace("{{.Name}}", "iris")} for item in container["env"]
+    ]
+    container["volumeMounts"].append({"name": f"{name}-model", "mountPath": "/mnt/models", "readOnly": True})
+    volumes = [
+        *runtime["volumes"],
+        {"name": f"{name}-model", "hostPath": {"path": str(case.model_dir), "type": "Directory"}},
+    ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [container], "volumes": volumes},
+    }
+    manifest = workdir / "kserve" / f"{name}.yaml"
+    manifest.write_text(dump_all([pod]), encoding="utf-8")
+    try:
+        podman.run("kube", "play", str(manifest), timeout=180)
+        address = _pod_address(podman, name)
+        base = f"http://{address}:8080"
+        with httpx.Client(trust_env=False, base_url=base) as http:
+            started = time.monotonic()
+            while time.monotonic() - started < READY_TIMEOUT_S:
+                try:
+                    if http.get("/v2/health/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise AssertionError(
+                    f"runtime pod not ready on 8080\n{podman.run('logs', f'{name}-kserve-container', check=False)}"
+                )
+            models = http.get("/v1/models", timeout=10).json()["models"]
+            assert len(models) == 1, models
+            response = http.post(f"/v1/models/{models[0]}:predict", json={"instances": ROWS}, timeout=30)
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"] == case.expected
+            print(f"KServe runtime pod serves model {models[0]!r} (the InferenceService was 'iris')")
+    finally:
+        podman.run("kube", "down", str(manifest), check=False, timeout=120)
