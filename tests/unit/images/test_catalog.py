@@ -86,3 +86,10 @@ def test_unknown_name_suggests_close_ones() -> None:
     """An unknown image name raises NotFound (404) and suggests the nearest real name."""
     with pytest.raises(NotFound, match="Did you mean: sklearn-1.9.1-debian12-py311-cpu-inference"):
         load_catalog().get("sklearn-1.9.1")
+
+
+def test_docs_list_every_image() -> None:
+    """docs/images.md names every catalog image, so the documentation cannot fall behind the catalog."""
+    docs = (CATALOG_FILE.parents[3] / "docs" / "images.md").read_text(encoding="utf-8")
+    missing = [name for name in load_catalog().names() if name not in docs]
+    assert missing == []
