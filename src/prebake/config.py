@@ -28,6 +28,9 @@ Device = Literal["auto", "cpu", "cuda"]
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     models: tuple[Path, ...] = ()
+    model_name: str | None = (
+        None  # renames a single served model (KServe names it after the InferenceService)
+    )
     model_repository: Path | None = None
     entry_script: Path | None = None
     model_dir: Path | None = None
@@ -179,6 +182,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
 
     return ServeConfig(
         models=models,
+        model_name=_first(flags, env, "model_name", "PREBAKE_MODEL_NAME"),
         model_repository=repository,
         entry_script=entry_script,
         model_dir=model_dir,

@@ -20,6 +20,13 @@ from prebake.cli import exits
     help="Directory of models, one per subdirectory.",
 )
 @click.option(
+    "--model-name",
+    "--model_name",
+    "model_name",
+    default=None,
+    help="Name to serve a single model under (default: its file or folder name). Env: PREBAKE_MODEL_NAME.",
+)
+@click.option(
     "--entry-script",
     "--entry_script",
     "entry_script",

@@ -10,7 +10,7 @@ Every key is optional; a file may be ``{}``. Unknown keys are refused so a typo 
       "predict_method": "predict_proba",   # sklearn: one method or several, "predict,predict_proba"
       "inputs":  [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
       "outputs": [{"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]}],
-      "max_batch_size": 32,                # 0 or 1: no adaptive batching
+      "max_batch_size": 32,                # 1: no adaptive batching; absent or 0: the server default (64)
       "max_batch_delay_ms": 2.0,
       "device": "auto",                    # auto | cpu | cuda (torch, onnx)
       "allow_pickle": true,                # false: refuse pickle/joblib files

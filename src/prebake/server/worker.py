@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prebake.cli import exits
 from prebake.config import ServeConfig
-from prebake.errors import PrebakeError
+from prebake.errors import ConfigError, PrebakeError
 from prebake.http import Route
 from prebake.server import auth
 from prebake.server.backend import ModelEntry, ServerBackend
@@ -59,9 +59,14 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
         from prebake.runtimes.discover import find_models
         from prebake.runtimes.registry import create_runtime
 
-        for settings in find_models(
-            list(config.models), repository=config.model_repository, device=config.device
-        ):
+        found = find_models(list(config.models), repository=config.model_repository, device=config.device)
+        if config.model_name:
+            if len(found) != 1:
+                raise ConfigError(
+                    f"--model-name names one model, but {len(found)} were found; use settings files"
+                )
+            found[0].name = config.model_name
+        for settings in found:
             runtime = create_runtime(settings)
             backend.add(
                 ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)

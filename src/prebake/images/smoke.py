@@ -1,0 +1,177 @@
+"""The smoke test of one image: start it as users will, wait for health, predict with a tiny model of its
+framework, check the answer, the user and the read-only root, then stop it and check it exits cleanly.
+
+Each check either passes or raises SmokeFailed naming what went wrong; the container's log tail comes
+with any failure so it can be acted on without rerunning.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prebake.errors import ImageError
+from prebake.images.catalog import Image
+from prebake.images.engine import Engine, EngineFailed, engine_environment
+from prebake.images.runner import RunSpec, run_arguments
+from prebake.images.tinymodels import SmokeCase, make_case
+
+
+class SmokeFailed(ImageError):
+    """The image started but did not behave; the message says which check failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmokeResult:
+    image: str
+    kind: str
+    seconds_to_healthy: float
+    seconds_to_first_prediction: float
+    uid: int
+    stop_seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"ok {self.image}: first prediction in {self.seconds_to_first_prediction:.2f} s "
+            f"(healthy {self.seconds_to_healthy:.2f} s), uid {self.uid}, read-only root, "
+            f"stopped cleanly in {self.stop_seconds:.2f} s"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _http(method: str, url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _state(engine: Engine, container: str) -> dict[str, Any]:
+    record = json.loads(engine.run("container", "inspect", container))[0]
+    state: dict[str, Any] = record.get("State", {})
+    return state
+
+
+def smoke_test(
+    image: Image, engine: Engine, *, reference: str | None = None, timeout: float = 90.0
+) -> SmokeResult:
+    """Smoke-test ``image`` (its catalog reference unless ``reference`` is given); SmokeFailed on any failure."""
+    reference = reference or image.reference
+    if not engine.image_exists(reference):
+        raise ImageError(f"image {reference} is not built: run `prebake build {image.name}`", status=404)
+    with tempfile.TemporaryDirectory(prefix="prebake-smoke-") as scratch:
+        Path(scratch).chmod(0o755)
+        case = make_case(image.smoke, Path(scratch))
+        return _run_case(image, engine, reference, case, timeout)
+
+
+def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, timeout: float) -> SmokeResult:
+    port = free_port()
+    name = f"prebake-smoke-{uuid.uuid4().hex[:10]}"
+    spec = RunSpec(
+        reference=reference,
+        port=port,
+        model=case.model_dir,
+        entry_script=case.script_dir / case.entry_script,
+        name=name,
+        detach=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    engine.run(*run_arguments(spec))
+    try:
+        healthy = _wait_healthy(engine, name, base, started, timeout)
+        status, body = _http("POST", f"{base}/score", json.dumps(case.request).encode(), timeout=timeout)
+        first_prediction = time.monotonic() - started
+        if status != 200:
+            raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
+        predictions = json.loads(body).get("predictions")
+        if not case.matches(predictions):
+            raise SmokeFailed(
+                f"wrong predictions from {image.name}: got {predictions!r}, expected {case.expected!r}"
+            )
+        uid = _check_user(engine, name)
+        _check_read_only(engine, name)
+        stop_started = time.monotonic()
+        engine.run("stop", "--time", "15", name)
+        stop_seconds = time.monotonic() - stop_started
+        exit_code = _state(engine, name).get("ExitCode")
+        if exit_code != 0:
+            raise SmokeFailed(f"the server exited with code {exit_code} on SIGTERM, expected 0")
+        return SmokeResult(image.name, case.kind, healthy, first_prediction, uid, stop_seconds)
+    except SmokeFailed as error:
+        raise SmokeFailed(
+            f"{error.message}\n--- container log (last lines) ---\n{_logs(engine, name)}"
+        ) from error
+    finally:
+        engine.run("rm", "--force", name, check=False)
+
+
+def _wait_healthy(engine: Engine, name: str, base: str, started: float, timeout: float) -> float:
+    while time.monotonic() - started < timeout:
+        try:
+            status, _ = _http("GET", f"{base}/", timeout=2.0)
+            if status == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass  # not listening yet
+        if _state(engine, name).get("Status") in ("exited", "stopped"):
+            raise SmokeFailed(
+                f"the container exited before it was healthy (code {_state(engine, name).get('ExitCode')})"
+            )
+        time.sleep(0.05)
+    raise SmokeFailed(f"not healthy after {timeout:.0f} s: GET / never answered 200")
+
+
+def _check_user(engine: Engine, name: str) -> int:
+    out = engine.run("exec", name, "python3", "-c", "import os; print(os.getuid(), os.geteuid())").split()
+    uid = int(out[0])
+    if uid == 0 or int(out[1]) == 0:
+        raise SmokeFailed("the server runs as root; prebuilt images must run as a non-root user")
+    return uid
+
+
+def _check_read_only(engine: Engine, name: str) -> None:
+    try:
+        engine.run("exec", name, "sh", "-c", "echo probe > /var/prebake/.probe")
+    except EngineFailed:
+        pass  # refused: the root filesystem is read-only, as it should be
+    else:
+        raise SmokeFailed("could write to /var/prebake: the root filesystem is not read-only")
+    try:
+        engine.run("exec", name, "sh", "-c", "echo probe > /tmp/.probe")
+    except EngineFailed as error:
+        raise SmokeFailed(f"cannot write to /tmp (the tmpfs): {error.message}") from error
+
+
+def _logs(engine: Engine, name: str) -> str:
+    try:
+        result = subprocess.run(
+            [engine.path, "logs", "--tail", "30", name],
+            capture_output=True,
+            text=True,
+            env=engine_environment(),
+            check=False,
+        )
+    except (EngineFailed, OSError):
+        return "(no log)"
+    return (result.stdout + result.stderr).strip() or "(empty)"
