@@ -67,7 +67,10 @@ def build(
             chosen = [image for image in catalog.images if gpu or not image.gpu]
             for image in [image for image in chosen if not image.lock_file.is_file()]:
                 # A lock needs the framework's index; where it was unreachable the image cannot be built.
-                click.echo(f"prebake: skipping {image.name}: no lock file (prebake images lock {image.name})", err=True)
+                click.echo(
+                    f"prebake: skipping {image.name}: no lock file (prebake images lock {image.name})",
+                    err=True,
+                )
                 chosen.remove(image)
         elif names:
             chosen = [catalog.get(name) for name in names]

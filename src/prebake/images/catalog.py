@@ -61,6 +61,7 @@ class Image:
     reference: str
     index: str | None = None
     system_packages: tuple[str, ...] = ()
+    server_extras: tuple[str, ...] = ("grpc",)
 
     @property
     def gpu(self) -> bool:
@@ -204,6 +205,9 @@ def _image(entry: Any, bases: dict[str, Base], registry: str, tag: str, *, where
         isinstance(p, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", p) for p in system_packages
     ):
         raise CatalogError(f"{where}: system_packages must be a list of Debian package names")
+    server_extras = entry.get("server_extras", ["grpc"])
+    if not isinstance(server_extras, list) or not all(isinstance(e, str) for e in server_extras):
+        raise CatalogError(f"{where}: server_extras must be a list of prebake extras")
     return Image(
         name=name,
         framework=framework,
@@ -216,6 +220,7 @@ def _image(entry: Any, bases: dict[str, Base], registry: str, tag: str, *, where
         reference=f"{registry}/{name}:{tag}",
         index=index,
         system_packages=tuple(system_packages),
+        server_extras=tuple(server_extras),
     )
 
 
