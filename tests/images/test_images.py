@@ -96,18 +96,7 @@ def test_image_predicts_as_non_root_with_read_only_root(
     assert result.seconds_to_first_prediction < 30
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            "minimal-debian12-py311-cpu-inference",
-            marks=pytest.mark.xfail(
-                reason="minimal measures 238 MB against 200 MB: see docs/images.md, Sizes"
-            ),
-        ),
-        "sklearn-1.9.1-debian12-py311-cpu-inference",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(SIZE_LIMITS_MB))
 def test_size_targets(name: str, built: dict[str, int]) -> None:
     """The minimal and scikit-learn images stay within their size targets (200 MB, 450 MB)."""
     assert built[name] / 1e6 <= SIZE_LIMITS_MB[name], f"{name} is {built[name] / 1e6:.0f} MB"
