@@ -94,6 +94,7 @@ def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, tim
         entry_script=case.script_dir / case.entry_script,
         name=name,
         detach=True,
+        remove=False,
     )
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
