@@ -49,6 +49,9 @@ class ServeConfig:
     graceful_timeout_s: float = 30.0
     health_route: str = "/health"
     predict_route: str | None = None
+    api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
+    max_header_bytes: int = 64 * 1024
+    limit_concurrency: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -167,6 +170,13 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     source = _first(flags, env, "source_dir", "AZUREML_SOURCE_DIRECTORY")
     grace_value = _first(flags, env, "graceful_timeout", "PREBAKE_GRACEFUL_TIMEOUT")
 
+    from prebake.server.auth import read_keys
+
+    api_keys = read_keys(
+        env.get("PREBAKE_API_KEY"), _first(flags, env, "api_key_file", "PREBAKE_API_KEY_FILE")
+    )
+    concurrency = _first(flags, env, "limit_concurrency", "PREBAKE_LIMIT_CONCURRENCY")
+
     return ServeConfig(
         models=models,
         model_repository=repository,
@@ -190,4 +200,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         graceful_timeout_s=float(grace_value) if grace_value is not None else 30.0,
         health_route=str(env.get("AIP_HEALTH_ROUTE") or "/health"),
         predict_route=env.get("AIP_PREDICT_ROUTE") or None,
+        api_keys=api_keys,
+        limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
+        if concurrency is not None
+        else None,
     )

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from prebake.types import RawRequest
+
 
 @dataclass(slots=True)
 class Request:
@@ -48,6 +50,18 @@ class Request:
     @property
     def args(self) -> dict[str, list[str]]:
         return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
+
+    def to_raw(self) -> RawRequest:
+        """This request as the raw parts a raw runtime (entry script, handler script) takes."""
+        return RawRequest(
+            method=self.method,
+            path=self.path,
+            query_string=self.query_string,
+            headers=self.headers,
+            body=self.body,
+            request_id=self.request_id,
+            root_url=self.root_url,
+        )
 
     @property
     def root_url(self) -> str:

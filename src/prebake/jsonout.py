@@ -26,6 +26,8 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import json
+import math
 import sys
 from typing import Any
 
@@ -44,11 +46,12 @@ def dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, default=_default, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        # orjson refuses some dict keys (numpy scalars, tuples) without calling default: convert keys in a
-        # slow second pass. Only failing values take this path.
-        if "Dict key" not in str(exc):
-            raise TypeError(str(exc)) from exc
-        return orjson.dumps(_stringify_keys(obj), default=_default, option=_OPTIONS)
+        # orjson refuses a few things without asking default: dict keys it does not take (numpy scalars,
+        # tuples) and integers past 64 bits. Only such values take the slow second pass.
+        message = str(exc)
+        if "Dict key" not in message and "Integer exceeds" not in message:
+            raise TypeError(message) from exc
+        return json.dumps(_plain(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _default(obj: Any) -> Any:
@@ -114,13 +117,18 @@ def _key(key: Any) -> Any:
     return converted if isinstance(converted, (str, int, float, bool)) else str(converted)
 
 
-def _stringify_keys(obj: Any) -> Any:
-    """Copy ``obj`` with every dict key in a form orjson accepts (used only after a key was refused)."""
+def _plain(obj: Any) -> Any:
+    """``obj`` as str/int/float/bool/None/list/dict only, for the standard library's encoder."""
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {_key(k): _stringify_keys(v) for k, v in obj.items()}
+        return {_key(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_stringify_keys(v) for v in obj]
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(obj, pd.DataFrame):
-        return _stringify_keys(obj.to_dict(orient="records"))
-    return obj
+        return [_plain(v) for v in obj]
+    try:
+        # A leaf orjson knows (datetime, UUID, dataclass, numpy scalar...): its JSON, read back.
+        return orjson.loads(orjson.dumps(obj, default=_default, option=_OPTIONS))
+    except orjson.JSONEncodeError:
+        return _plain(_default(obj))

@@ -123,3 +123,9 @@ def test_import_loads_neither_numpy_nor_pandas() -> None:
     code = "import sys, prebake.jsonout; print('numpy' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_integers_past_64_bits() -> None:
+    """Integers orjson cannot hold are still written exactly, as json.dumps writes them."""
+    value = {"big": 2**70, "nested": [{"k": -(2**65)}, float("nan")], np.int64(1): "numpy key"}
+    assert loads(dumps(value)) == {"big": 2**70, "nested": [{"k": -(2**65)}, None], "1": "numpy key"}

@@ -91,6 +91,19 @@ from prebake.cli import exits
     default=None,
     help="Seconds to drain on SIGTERM. [default: 30]",
 )
+@click.option(
+    "--api-key-file",
+    "api_key_file",
+    default=None,
+    help="File of API keys (one a line); every non-health route then needs one. Env: PREBAKE_API_KEY(_FILE).",
+)
+@click.option(
+    "--limit-concurrency",
+    "limit_concurrency",
+    type=int,
+    default=None,
+    help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
     from prebake.config import load_config

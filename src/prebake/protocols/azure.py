@@ -13,7 +13,7 @@ import orjson
 
 from prebake.errors import HeaderTooLarge, PrebakeError
 from prebake.http import Request, Response, Route
-from prebake.types import Backend, RawRequest
+from prebake.types import Backend
 
 HEADER_LIMIT = 100
 SCORE_METHODS = ("GET", "POST", "OPTIONS")
@@ -55,17 +55,7 @@ def routes(backend: Backend, *, swagger: Callable[[str | None], bytes] | None = 
         ms_headers: list[tuple[str, str]] = []
         try:
             ms_headers = _ms_headers(request)
-            if request.method == "OPTIONS":
-                return Response(b"", content_type="text/html; charset=utf-8", headers=ms_headers)
-            raw = RawRequest(
-                method=request.method,
-                path=request.path,
-                query_string=request.query_string,
-                headers=request.headers,
-                body=request.body,
-                request_id=request.request_id,
-                root_url=request.root_url,
-            )
+            raw = request.to_raw()
             result = await backend.score_raw(None, raw)
         except PrebakeError as error:
             failed = error.status >= 500

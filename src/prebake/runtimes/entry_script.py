@@ -16,7 +16,7 @@ The contract is the reference server's (azureml-inference-server-http 1.5.1):
 Where it is better than the reference, on purpose: numpy, pandas and other values serialize (see
 ``prebake.jsonout``) instead of failing with 500; an input that inference-schema cannot convert gives 422
 naming the parameter, not 500; ``get_json()`` on a bad body under @rawhttp gives 400/415, not 500; run()
-calling sys.exit() fails that request, not the worker; the script is in ``sys.modules`` while it is
+calling sys.exit() fails that request, not the worker; ``async def`` init() and run() are awaited; the script is in ``sys.modules`` while it is
 imported, so dataclasses and pickle work in it; loading again in one process (tests, reloads) does not trip
 inference-schema's "output schema already defined".
 
@@ -25,6 +25,7 @@ inference-schema's "output schema already defined".
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import itertools
@@ -89,6 +90,7 @@ class EntryScriptRuntime(RawRuntime):
         self._response_type: Any = None
         self._request_type: Any = None
         self._request_error: type[Exception] | None = None
+        self._json_error: type[Exception] = ValueError
 
     # -- load --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -100,9 +102,10 @@ class EntryScriptRuntime(RawRuntime):
 
         self._request_type = aml_request.AMLRequest
         self._request_error = aml_request.AMLRequestError
+        self._json_error = aml_request.InvalidJSON
         self._response_type = aml_response.AMLResponse
 
-        aml_request._rawHttpRequested = False
+        _reset_rawhttp_flags(aml_request)
         module = self._import()
         if not callable(getattr(module, "init", None)):
             raise ModelLoadError(f"Entry script {self.script} does not have an init() function defined.")
@@ -120,14 +123,14 @@ class EntryScriptRuntime(RawRuntime):
             )
         else:
             logger.info("Found user script at %s", module.__file__)
-        raw = bool(getattr(run, "__aml_rawhttp__", False) or aml_request._rawHttpRequested)
+        raw = bool(getattr(run, "__aml_rawhttp__", False) or _rawhttp_flagged(aml_request))
         self._analyse_run(run, raw)
-        self._run = run
+        self._run = _synchronous(run)
         self.module = module
 
         logger.info("Invoking user's init function")
         try:
-            module.init()
+            _synchronous(module.init)()
         except BaseException as exc:
             logger.error("User's init function failed:\n%s", traceback.format_exc())
             self._log_model_dir()
@@ -236,8 +239,9 @@ class EntryScriptRuntime(RawRuntime):
         response_type = self._response_type
         if response_type is not None and isinstance(output, response_type):
             return _from_response(output.status_code, output.headers.items(), output.get_data())
-        if type(output).__module__.startswith(("werkzeug", "flask")) and hasattr(output, "get_data"):
-            # A flask/werkzeug Response from a script that uses Flask itself.
+        werkzeug = sys.modules.get("werkzeug.wrappers.response")  # loaded only where the script uses Flask
+        if werkzeug is not None and isinstance(output, werkzeug.Response):
+            # A flask Response, or the reference's own AMLResponse where a script imports it from there.
             return _from_response(output.status_code, list(output.headers.items()), output.get_data())
         try:
             body = jsonout.dumps(output)
@@ -291,10 +295,13 @@ class EntryScriptRuntime(RawRuntime):
             if parameter is not None:
                 return InvalidInput(f"Invalid value for parameter {parameter!r}: {exc}", parameter=parameter)
         if self._request_error is not None and isinstance(exc, self._request_error):
-            status = getattr(exc, "status", 400)
+            # The script asked AMLRequest for what the body is not (get_json() on text): the client's error.
+            status: int = getattr(exc, "status", 400)
             if status == 415:
                 return UnsupportedMediaType(str(exc))
-            return BadJSON(str(exc)) if "JSON" in str(exc) else RequestError(str(exc), status=status)
+            if isinstance(exc, self._json_error):
+                return BadJSON(str(exc))
+            return RequestError(str(exc), status=status)
         message = RUN_FAILED_MESSAGE
         if self.debug:
             message = f"{message} {type(exc).__name__}: {exc}"
@@ -309,6 +316,36 @@ class EntryScriptRuntime(RawRuntime):
         if self._swagger is None:
             raise ModelLoadError("The entry script is not loaded.")
         return self._swagger.get(version)
+
+
+# Where @rawhttp may have been imported from: ours, and the reference server's own module, which scripts
+# import directly where azureml-inference-server-http is installed too (azureml-defaults brings it).
+_RAWHTTP_MODULES = ("azureml_inference_server_http.api.aml_request",)
+
+
+def _reset_rawhttp_flags(ours: ModuleType) -> None:
+    ours._rawHttpRequested = False  # type: ignore[attr-defined]
+    for name in _RAWHTTP_MODULES:
+        module = sys.modules.get(name)
+        if module is not None:
+            module._rawHttpRequested = False  # type: ignore[attr-defined]
+
+
+def _rawhttp_flagged(ours: ModuleType) -> bool:
+    modules = [ours, *(sys.modules.get(name) for name in _RAWHTTP_MODULES)]
+    return any(getattr(module, "_rawHttpRequested", False) for module in modules if module is not None)
+
+
+def _synchronous(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` itself, or for an ``async def`` one that runs it to completion (the reference would send the
+    coroutine object to json.dumps and answer 500)."""
+    if not inspect.iscoroutinefunction(func):
+        return func
+
+    def run_to_completion(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(func(*args, **kwargs))
+
+    return run_to_completion
 
 
 def _not_loaded(**kwargs: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 from prebake.errors import HeaderTooLarge, PayloadTooLarge, PrebakeError
 from prebake.http import Request, Response, Route, v2_error_body
+from prebake.server import auth
 from prebake.server.logs import AccessLog
 from prebake.server.metrics import Metrics
 from prebake.server.router import Router
@@ -38,6 +39,8 @@ class App:
         max_body_bytes: int,
         cors_origins: tuple[str, ...] = (),
         debug: bool = False,
+        api_keys: tuple[bytes, ...] = (),
+        max_header_bytes: int = 64 * 1024,
     ) -> None:
         self.router = Router(routes)
         self.metrics = metrics
@@ -45,6 +48,8 @@ class App:
         self.max_body_bytes = max_body_bytes
         self.cors_origins = cors_origins
         self.debug = debug
+        self.api_keys = api_keys
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,7 +67,9 @@ class App:
         model = ""
         origin: bytes | None = None
         content_length = -1
+        header_bytes = 0
         for name, value in raw_headers:
+            header_bytes += len(name) + len(value)
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"content-length":
@@ -77,6 +84,12 @@ class App:
             else:
                 route, params = self.router.match(method, path)
                 model = params.get("name") or route.extra.get("model", "")
+                if header_bytes > self.max_header_bytes:
+                    raise HeaderTooLarge(
+                        f"request headers are over the limit of {self.max_header_bytes} bytes"
+                    )
+                if self.api_keys and not route.public:
+                    auth.check(self.api_keys, raw_headers)
                 if len(request_id) > REQUEST_ID_LIMIT:
                     request_id = str(uuid.uuid4())
                     raise HeaderTooLarge(f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")

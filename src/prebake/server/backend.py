@@ -14,11 +14,14 @@ from typing import Any
 
 from prebake.errors import ModelLoadError, ModelNotReady, NotFound, PrebakeError
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
+from prebake.server.batching import Batcher
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
 from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult
 
 logger = logging.getLogger("prebake.backend")
+
+DEFAULT_MAX_BATCH_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -28,7 +31,7 @@ class ModelEntry:
     settings: ModelSettings | None = None
     state: str = "UNAVAILABLE"  # UNAVAILABLE -> LOADING -> READY; or UNLOADING / FAILED
     reason: str = ""
-    batcher: Any = None
+    batcher: Batcher | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,9 +68,30 @@ class ServerBackend:
         except Exception as error:
             entry.state, entry.reason = "FAILED", f"{type(error).__name__}: {error}"
             raise ModelLoadError(f"model {entry.name!r} failed to load: {entry.reason}") from error
+        # Whether a model batches is known only once it is loaded (ONNX, torch.export and TF models say it).
+        entry.batcher = self._make_batcher(entry)
         entry.state, entry.reason = "READY", ""
         logger.info(
             "model %r ready (%s) in %.2f s", entry.name, entry.runtime.name, time.perf_counter() - started
+        )
+
+    def _make_batcher(self, entry: ModelEntry) -> Batcher | None:
+        """Batching is on for every runtime with a batch axis; max_batch_size 1 in its settings turns it off."""
+        runtime, settings = entry.runtime, entry.settings
+        if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
+            return None
+        size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        if size <= 1:
+            return None
+        ranks = {spec.name: len(spec.shape) for spec in runtime.metadata().inputs if spec.shape}
+        return Batcher(
+            entry.name,
+            runtime,
+            self.executor,
+            self.metrics,
+            max_batch_size=size,
+            max_batch_delay_ms=settings.max_batch_delay_ms,
+            input_ranks=ranks,
         )
 
     # -- Backend protocol ------------------------------------------------------------------------------

@@ -31,12 +31,22 @@ def _rows(request: InferenceRequest) -> int:
     return int(first.shape[0]) if first is not None and first.ndim > 0 else 0
 
 
-def _signature(request: InferenceRequest) -> tuple[Any, ...] | None:
-    """What must match for two requests to share a predict call; None where a request cannot be merged."""
+def _signature(request: InferenceRequest, ranks: dict[str, int]) -> tuple[Any, ...] | None:
+    """What must match for two requests to share a predict call; None where a request cannot be merged.
+
+    ``ranks`` holds the model's input ranks where its metadata knows them: a client may send one row as
+    a 1-D array for a [-1, 4] input, which the runtime accepts alone but which must not be concatenated.
+    """
     parts = []
     rows = -1
     for name, array in request.inputs.items():
         if array.ndim == 0 or array.dtype == object:
+            return None
+        if len(request.inputs) == 1 and len(ranks) == 1:
+            expected = next(iter(ranks.values()))  # a single-input model takes its input by any name
+        else:
+            expected = ranks.get(name, array.ndim)
+        if array.ndim != expected:
             return None
         if rows not in (-1, array.shape[0]):
             return None  # inputs disagree on the batch axis: leave it to the runtime, alone
@@ -56,6 +66,7 @@ class Batcher:
         *,
         max_batch_size: int,
         max_batch_delay_ms: float,
+        input_ranks: dict[str, int] | None = None,
     ) -> None:
         self.name = name
         self.runtime = runtime
@@ -63,6 +74,7 @@ class Batcher:
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_delay_s = max(0.0, max_batch_delay_ms) / 1000
+        self.input_ranks = input_ranks or {}
         self.slots = max(1, executor.threads)  # predict calls in flight at once
         self._running = 0
         self._pending: deque[tuple[InferenceRequest, asyncio.Future[InferenceResponse], int, Any]] = deque()
@@ -82,7 +94,7 @@ class Batcher:
             finally:
                 self._release()
         future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future, rows, _signature(request)))
+        self._pending.append((request, future, rows, _signature(request, self.input_ranks)))
         if self._running < self.slots:
             self._dispatch()
         return await future

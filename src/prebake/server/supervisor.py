@@ -168,6 +168,15 @@ def _describe(code: int) -> str:
 def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(config.log_format, config.log_level)
+    from prebake.errors import ConfigError
+    from prebake.extend.startup import activate, prepare
+
+    try:
+        # Extra packages (PREBAKE_EXTRA_REQUIREMENTS) once, before the workers fork: they inherit sys.path.
+        activate(prepare(os.environ, app_root=config.app_root, model_dir=config.model_dir))
+    except ConfigError as error:
+        logger.error("%s", error.message)
+        return exits.USAGE
     try:
         sock = bind(config.host, config.port)
     except OSError as error:

@@ -19,6 +19,7 @@ from prebake.cli import exits
 from prebake.config import ServeConfig
 from prebake.errors import PrebakeError
 from prebake.http import Route
+from prebake.server import auth
 from prebake.server.backend import ModelEntry, ServerBackend
 from prebake.server.executor import Executor
 from prebake.server.logs import AccessLog, configure_logging
@@ -35,6 +36,7 @@ def _prepare_environment(config: ServeConfig) -> None:
         os.environ["AZUREML_MODEL_DIR"] = str(config.model_dir.resolve())
     if config.entry_script is not None:
         os.environ.setdefault("AZUREML_ENTRY_SCRIPT", str(config.entry_script))
+        os.environ["AML_APP_ROOT"] = str(config.app_root)  # where user swagger files are looked up
         for path in (config.entry_script.parent, config.app_root, config.source_dir):
             if path is not None and str(path) not in sys.path:
                 sys.path.append(str(path))
@@ -61,39 +63,15 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
             list(config.models), repository=config.model_repository, device=config.device
         ):
             runtime = create_runtime(settings)
-            entry = ModelEntry(name=settings.name, runtime=runtime, settings=settings)
-            entry.batcher = _batcher(entry, runtime, executor, metrics)
-            backend.add(entry, raw=_is_raw(runtime))
+            backend.add(
+                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
+            )
 
     from prebake.server import ops
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
     return backend, routes
-
-
-DEFAULT_MAX_BATCH_SIZE = 64
-
-
-def _batcher(entry: ModelEntry, runtime: object, executor: Executor, metrics: Metrics) -> object | None:
-    """Batching is on for every runtime with a batch axis; max_batch_size 1 in the settings turns it off."""
-    from prebake.runtimes.base import Runtime
-    from prebake.server.batching import Batcher
-
-    settings = entry.settings
-    if settings is None or not isinstance(runtime, Runtime) or not runtime.batchable:
-        return None
-    size = settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE
-    if size <= 1:
-        return None
-    return Batcher(
-        entry.name,
-        runtime,
-        executor,
-        metrics,
-        max_batch_size=size,
-        max_batch_delay_ms=settings.max_batch_delay_ms,
-    )
 
 
 def _is_raw(runtime: object) -> bool:
@@ -170,6 +148,8 @@ def _serve(
         max_body_bytes=config.max_body_bytes,
         cors_origins=config.cors_origins,
         debug=config.debug,
+        api_keys=config.api_keys,
+        max_header_bytes=config.max_header_bytes,
     )
     uv_config = uvicorn.Config(
         app,
@@ -180,7 +160,8 @@ def _serve(
         timeout_graceful_shutdown=int(config.graceful_timeout_s),
         timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
         server_header=False,
-        proxy_headers=False,  # no proxy in front by default; saves a middleware hop per request
+        proxy_headers=False,
+        limit_concurrency=config.limit_concurrency,  # past it: 503 at once instead of an unbounded queue  # no proxy in front by default; saves a middleware hop per request
         date_header=False,
     )
     server = uvicorn.Server(uv_config)
@@ -202,7 +183,14 @@ def _serve(
         if config.grpc_port is not None:
             from prebake.protocols import v2_grpc
 
-            grpc_server = await v2_grpc.start(backend, host=config.host, port=config.grpc_port)
+            keys = config.api_keys
+            grpc_server = await v2_grpc.start(
+                backend,
+                host=config.host,
+                port=config.grpc_port,
+                max_message_bytes=config.max_body_bytes,
+                authorize=(lambda metadata: auth.check(keys, metadata)) if keys else None,
+            )
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import textwrap
 from pathlib import Path
 
@@ -144,6 +145,27 @@ def test_sys_exit_in_run_fails_only_the_request(tmp_path: Path) -> None:
     runtime.load()
     with pytest.raises(ScoringError):
         runtime.score(post("x"))
+
+
+def test_async_init_and_run_are_awaited(tmp_path: Path) -> None:
+    """async def init() and run() are run to completion instead of sending a coroutine object."""
+    runtime = from_source(
+        tmp_path,
+        """
+        import asyncio
+        state = {}
+
+        async def init():
+            await asyncio.sleep(0)
+            state["ready"] = True
+
+        async def run(data):
+            await asyncio.sleep(0)
+            return {"data": data, "ready": state["ready"]}
+        """,
+    )
+    runtime.load()
+    assert parsed(runtime.score(post("x", "text/plain"))) == {"data": "x", "ready": True}
 
 
 def test_other_methods() -> None:
@@ -458,3 +480,52 @@ def test_swagger_user_file_and_service_settings(tmp_path: Path, monkeypatch: pyt
     v3 = json.loads(runtime.swagger("3"))
     assert v3["info"]["title"] == "iris"
     assert "/api/score" in v3["paths"]
+
+
+def test_rawhttp_imported_from_the_reference_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script taking @rawhttp from azureml_inference_server_http.api (where that package is installed too)
+    still gets the request object."""
+    package = tmp_path / "site" / "azureml_inference_server_http" / "api"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    # The reference's module, reduced to its flag (the real one needs Flask).
+    (package / "aml_request.py").write_text(
+        "_rawHttpRequested = False\n"
+        "def rawhttp(func):\n"
+        "    global _rawHttpRequested\n"
+        "    _rawHttpRequested = True\n"
+        "    return func\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    runtime = from_source(
+        tmp_path,
+        """
+        from azureml_inference_server_http.api.aml_request import rawhttp
+
+        def init():
+            pass
+
+        @rawhttp
+        def run(request):
+            return {"method": request.method, "args": request.args.to_dict()}
+        """,
+    )
+    try:
+        runtime.load()
+        assert parsed(runtime.score(get("a=1"))) == {"method": "GET", "args": {"a": "1"}}
+    finally:
+        for name in [m for m in sys.modules if m.startswith("azureml_inference_server_http")]:
+            del sys.modules[name]
+
+
+def test_importing_the_runtime_is_light() -> None:
+    """Importing the runtime loads neither numpy, pandas, inference-schema nor the azureml modules."""
+    import subprocess
+
+    code = (
+        "import sys, prebake.runtimes.entry_script\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'inference_schema', 'azureml') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +33,7 @@ def test_rawhttp_marks_the_function_and_the_module() -> None:
         return None
 
     assert rawhttp(run) is run
-    assert run.__aml_rawhttp__ is True  # type: ignore[attr-defined]
+    assert getattr(run, "__aml_rawhttp__", None) is True
     assert aml_request._rawHttpRequested is True
 
 
@@ -40,7 +42,7 @@ def test_url_parts() -> None:
     req = request("get", query=b"a=1&a=2&b=%C3%A9&c")
     assert req.method == "GET"
     assert req.full_path == "/score?a=1&a=2&b=%C3%A9&c"
-    assert req.url == "http://svc:5001/score?a=1&a=2&b=%C3%A9&c"
+    assert req.url == "http://svc:5001/score?a=1&a=2&b=é&c"  # an IRI, as Flask gives it
     assert req.base_url == "http://svc:5001/score"
     assert req.args["a"] == "1"
     assert req.args.getlist("a") == ["1", "2"]
@@ -69,7 +71,8 @@ def test_body_access() -> None:
     assert req.get_data() == req.data == "héllo".encode()
     assert req.get_data(as_text=True) == "héllo"
     assert req.stream.read() == "héllo".encode()
-    assert req.content_length == len("héllo".encode())
+    assert req.content_length is None  # no Content-Length header: None, as in Flask
+    assert request(body=b"ab", content_length="2").content_length == 2
 
 
 def test_get_json_like_flask() -> None:
@@ -188,3 +191,27 @@ def test_azureml_is_a_namespace_package() -> None:
 
     assert getattr(azureml, "__file__", None) is None
     assert getattr(azureml.contrib, "__file__", None) is None
+
+
+def test_coexists_with_a_pkgutil_style_azureml_package(tmp_path: Path) -> None:
+    """With an Azure SDK's pkgutil-style azureml (and azureml.contrib) earlier on sys.path, both its
+    modules and ours import."""
+    sdk = tmp_path / "site"
+    extend = "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n"
+    (sdk / "azureml" / "core").mkdir(parents=True)
+    (sdk / "azureml" / "__init__.py").write_text(extend)
+    (sdk / "azureml" / "core" / "__init__.py").write_text("NAME = 'sdk core'\n")
+    (sdk / "azureml" / "contrib" / "other").mkdir(parents=True)
+    (sdk / "azureml" / "contrib" / "__init__.py").write_text(extend)
+    (sdk / "azureml" / "contrib" / "other" / "__init__.py").write_text("NAME = 'sdk contrib'\n")
+    code = (
+        "import azureml.core, azureml.contrib.other\n"
+        "from azureml.contrib.services.aml_request import rawhttp\n"
+        "from azureml.contrib.services.aml_response import AMLResponse\n"
+        "print(azureml.core.NAME, '|', azureml.contrib.other.NAME, '|', AMLResponse('x', 200).status)\n"
+    )
+    src = Path(aml_request.__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sdk), str(src)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sdk core | sdk contrib | 200 OK"

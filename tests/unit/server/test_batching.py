@@ -143,3 +143,36 @@ def test_delay_setting_keeps_results_correct(delay_ms: float) -> None:
     reference = AffineRuntime(delay=0)
     for row, result in zip(rows, results, strict=True):
         assert_same(result.outputs["y"], reference.predict(_request(row)).outputs["y"])
+
+
+def test_one_dimensional_rows_are_not_concatenated() -> None:
+    """Where the model takes [-1, 4], requests sending one row as a 1-D [4] run alone and all succeed."""
+
+    class RowRuntime(AffineRuntime):
+        def predict(self, request: InferenceRequest) -> InferenceResponse:
+            x = next(iter(request.inputs.values()))
+            return super().predict(InferenceRequest(inputs={"x": x.reshape(-1, 4)}))
+
+    runtime = RowRuntime()
+
+    async def main() -> list:
+        executor = Executor(1)
+        executor.start(asyncio.get_running_loop())
+        batcher = Batcher(
+            "affine",
+            runtime,
+            executor,
+            Metrics(),
+            max_batch_size=64,
+            max_batch_delay_ms=0,
+            input_ranks={"x": 2},
+        )
+        requests = [_request(np.full(4, float(i))) for i in range(12)]
+        try:
+            return await asyncio.gather(*(batcher.submit(r) for r in requests))
+        finally:
+            executor.close()
+
+    results = asyncio.run(main())
+    assert all(result.outputs["y"].shape == (1, 3) for result in results)
+    assert set(runtime.calls) == {1}

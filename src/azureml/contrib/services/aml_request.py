@@ -22,17 +22,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from functools import cached_property
 from http.cookies import SimpleCookie
 from typing import Any, BinaryIO, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from azureml.contrib.services._datastructures import FileStorage, Headers, MultiDict
 
-__all__ = ["AMLRequest", "AMLRequestError", "BadRequest", "UnsupportedMediaType", "rawhttp"]
+__all__ = ["AMLRequest", "AMLRequestError", "BadRequest", "InvalidJSON", "UnsupportedMediaType", "rawhttp"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +72,10 @@ class BadRequest(AMLRequestError):
 
 class UnsupportedMediaType(AMLRequestError):
     status = 415
+
+
+class InvalidJSON(BadRequest):
+    """get_json() found a body that is not JSON."""
 
 
 class AMLRequest:
@@ -117,11 +122,12 @@ class AMLRequest:
 
     @property
     def base_url(self) -> str:
-        return self.root_url.rstrip("/") + self.path
+        return self.root_url.rstrip("/") + _to_iri(self.path, _KEEP_IN_PATH)
 
     @property
     def url(self) -> str:
-        query = self.query_string.decode("latin-1")
+        """The full URL as Flask gives it: an IRI, percent-escapes of UTF-8 text decoded."""
+        query = _to_iri(self.query_string.decode("latin-1"), _KEEP_IN_QUERY)
         return f"{self.base_url}?{query}" if query else self.base_url
 
     @property
@@ -164,8 +170,9 @@ class AMLRequest:
 
     @property
     def content_length(self) -> int | None:
+        """The Content-Length header as an int; None without one, as in Flask."""
         value: int | None = self.headers.get("Content-Length", type=int)
-        return value if value is not None else len(self._body)
+        return value
 
     @property
     def content_encoding(self) -> str | None:
@@ -241,7 +248,7 @@ class AMLRequest:
         except ValueError as exc:
             if silent:
                 return None
-            raise BadRequest(f"Failed to decode JSON object: {exc}") from None
+            raise InvalidJSON(f"Failed to decode JSON object: {exc}") from None
 
     @property
     def json(self) -> Any:
@@ -271,6 +278,27 @@ class AMLRequest:
         for key, value in self.form.items(multi=True):
             combined.add(key, value)
         return combined
+
+
+# Characters werkzeug leaves percent-encoded when it turns a URI into an IRI (they would change its meaning).
+_KEEP_IN_PATH = frozenset("%#/?")
+_KEEP_IN_QUERY = frozenset("%#&+;=")
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _to_iri(text: str, keep: frozenset[str]) -> str:
+    """Decode runs of percent-escapes that are UTF-8 text, except characters in ``keep`` or controls."""
+
+    def decode(match: re.Match[str]) -> str:
+        try:
+            decoded = bytes.fromhex(match.group().replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:
+            return match.group()
+        return "".join(
+            quote(ch, safe="") if ch in keep or ch.isspace() or not ch.isprintable() else ch for ch in decoded
+        )
+
+    return _PERCENT_RUN.sub(decode, text)
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[MultiDict, MultiDict]:

@@ -1,0 +1,547 @@
+"""Tensors on the wire: Open Inference Protocol V2 JSON and binary tensors <-> numpy, and fast JSON.
+
+One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex), so none imports another.
+
+- V2 datatypes map one-to-one onto numpy dtypes; BYTES is an object array (``str`` from JSON, ``bytes``
+  from binary data) and, on the way out, any object, ``str`` or ``bytes`` array.
+- Numeric JSON data goes through one ``np.asarray(data, dtype)`` call, binary data through
+  ``np.frombuffer`` (zero copy: those arrays are read-only), and outputs through orjson's numpy
+  serializer, so no numeric tensor is walked element by element in Python.
+- Bad tensors raise ``InvalidInput`` with status 400, naming the tensor: 400 is what the V2 spec,
+  Triton's clients and KServe expect for a malformed request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from prebake.errors import BadJSON, InvalidInput, ScoringError
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
+
+# Little-endian on the wire (binary extension and gRPC raw contents), whatever this machine is.
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+DATATYPES: tuple[str, ...] = tuple(_DTYPES)
+# JSON numbers parse into native byte order; built once, as newbyteorder() costs on the hot path.
+_NATIVE: dict[str, np.dtype[Any]] = {name: dt.newbyteorder("=") for name, dt in _DTYPES.items()}
+_BY_KIND_SIZE: dict[tuple[str, int], str] = {
+    (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name != "BYTES"
+}
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+_LEN = struct.Struct("<I")
+_EMPTY = memoryview(b"")
+
+# Parameters of the binary tensor data extension: wire bookkeeping, never passed to a model.
+BINARY_SIZE = "binary_data_size"
+BINARY_OUT = "binary_data"
+BINARY_ALL_OUT = "binary_data_output"
+
+
+def bad(message: str) -> InvalidInput:
+    """An InvalidInput with the status V2, Triton and KServe clients expect for a malformed request."""
+    return InvalidInput(message, status=400)
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes, numpy arrays and scalars included (NaN and infinity become null, as JSON has neither)."""
+    return orjson.dumps(obj, option=_JSON_OPTS, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, bytes):
+        return _text(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def loads(body: bytes | memoryview | str) -> Any:
+    """Parse JSON or raise BadJSON (400) saying where it broke."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadJSON(f"request body is not valid JSON: {exc}") from None
+
+
+def numpy_dtype(datatype: Any, tensor: str = "") -> np.dtype[Any]:
+    """The numpy dtype of a V2 datatype name, e.g. ``numpy_dtype("FP32") == np.dtype("<f4")``."""
+    try:
+        return _DTYPES[datatype]
+    except (KeyError, TypeError):
+        where = f" of tensor '{tensor}'" if tensor else ""
+        raise bad(f"unknown datatype {datatype!r}{where}; expected one of {', '.join(DATATYPES)}") from None
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The V2 datatype name of an array: object, str and bytes arrays are BYTES."""
+    kind = array.dtype.kind
+    if kind in "OUS":
+        return "BYTES"
+    try:
+        return _BY_KIND_SIZE[(kind, array.dtype.itemsize)]
+    except KeyError:
+        raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds") from None
+
+
+def check_shape(tensor: str, shape: Any) -> list[int]:
+    """``shape`` as a list of non-negative ints, or InvalidInput (400) naming the tensor."""
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise bad(f"tensor '{tensor}': shape must be a list of non-negative integers, got {shape!r}")
+    return shape
+
+
+def _reshape(tensor: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+    if array.size != math.prod(shape):
+        raise bad(
+            f"tensor '{tensor}': shape {shape} needs {math.prod(shape)} elements, the data has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+# ---- JSON tensors -----------------------------------------------------------------------------------
+
+
+def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.ndarray:
+    """A V2 JSON tensor's ``data`` (flat or nested, row-major) as an array of ``shape``.
+
+    >>> decode_json_tensor("x", "INT32", [2, 2], [1, 2, 3, 4]).tolist()
+    [[1, 2], [3, 4]]
+    """
+    numpy_dtype(datatype, tensor)  # raises, naming the tensor, for an unknown datatype
+    shape = check_shape(tensor, shape)
+    if not isinstance(data, list):
+        # A lone scalar is a common shorthand for shape [1] or [].
+        data = [data]
+    if datatype == "BYTES":
+        array = _bytes_array(tensor, data)
+    elif datatype == "BOOL":
+        array = _bool_array(tensor, data)
+    else:
+        try:
+            array = np.asarray(data, dtype=_NATIVE[datatype])
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise bad(f"tensor '{tensor}': data does not fit datatype {datatype}: {exc}") from None
+    return _reshape(tensor, array, shape)
+
+
+def _bool_array(tensor: str, data: list[Any]) -> np.ndarray:
+    # np.asarray(["false"], dtype=bool) is True: accept only JSON booleans and 0/1.
+    try:
+        array = np.asarray(data)
+    except ValueError as exc:
+        raise bad(f"tensor '{tensor}': data does not fit datatype BOOL: {exc}") from None
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind in "iu" and bool(np.isin(array, (0, 1)).all()):
+        return array.astype(np.bool_)
+    raise bad(f"tensor '{tensor}': BOOL data must be true/false (or 0/1)")
+
+
+def _bytes_array(tensor: str, data: list[Any]) -> np.ndarray:
+    flat = _flatten(data)
+    if not all(isinstance(x, str | bytes) for x in flat):
+        raise bad(f"tensor '{tensor}': BYTES data must be strings")
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not any(isinstance(x, list) for x in data):
+        return data
+    out: list[Any] = []
+    stack: list[Iterable[Any]] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def to_jsonable(array: np.ndarray) -> Any:
+    """An array as something ``dumps`` writes: numeric arrays stay arrays (orjson writes them in C),
+    text and bytes become lists of str (bytes decoded as UTF-8)."""
+    if array.dtype.kind in "biuf":
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        return np.ascontiguousarray(array)
+    if array.dtype.kind in "OS":
+        return _texts(array.tolist())
+    if array.dtype.kind == "U":
+        return array.tolist()
+    raise ScoringError(f"the model returned a {array.dtype} array, which cannot be written as JSON")
+
+
+def _texts(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_texts(v) for v in value]
+    return _text(value) if isinstance(value, bytes) else value
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScoringError(
+            "an output holds bytes that are not UTF-8; ask for it as binary data instead of JSON"
+        ) from None
+
+
+def encode_json_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    """A V2 output tensor with its data flattened row-major, ready for ``dumps``."""
+    datatype = datatype_of(array)
+    return {
+        "name": name,
+        "datatype": datatype,
+        "shape": list(array.shape),
+        "data": to_jsonable(array.reshape(-1)),
+    }
+
+
+# ---- binary tensors (the binary tensor data extension and gRPC raw contents) ---------------------
+
+
+def decode_binary_tensor(tensor: str, datatype: Any, shape: Any, buffer: bytes | memoryview) -> np.ndarray:
+    """A tensor from its raw little-endian, row-major bytes; BYTES elements are length-prefixed."""
+    dtype = numpy_dtype(datatype, tensor)
+    shape = check_shape(tensor, shape)
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return deserialize_bytes(tensor, buffer, count).reshape(shape)
+    if len(buffer) != count * dtype.itemsize:
+        raise bad(
+            f"tensor '{tensor}': shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"got {len(buffer)}"
+        )
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def deserialize_bytes(tensor: str, buffer: bytes | memoryview, count: int) -> np.ndarray:
+    """``count`` BYTES elements, each a 4-byte little-endian length followed by that many bytes."""
+    view = memoryview(buffer)
+    if count * 4 > len(view):
+        # Checked before allocating: a huge claimed shape must not size an array on its own word.
+        raise bad(
+            f"tensor '{tensor}': {count} BYTES elements need at least {count * 4} bytes, got {len(view)}"
+        )
+    out = np.empty(count, dtype=object)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > len(view):
+            raise bad(f"tensor '{tensor}': BYTES data ends after {i} of {count} elements")
+        (size,) = _LEN.unpack_from(view, offset)
+        offset += 4
+        if offset + size > len(view):
+            raise bad(f"tensor '{tensor}': BYTES element {i} claims {size} bytes past the end of the data")
+        out[i] = bytes(view[offset : offset + size])
+        offset += size
+    if offset != len(view):
+        raise bad(f"tensor '{tensor}': {len(view) - offset} bytes left after {count} BYTES elements")
+    return out
+
+
+def encode_binary_tensor(array: np.ndarray) -> bytes:
+    """An array's raw little-endian, row-major bytes (BYTES: each element length-prefixed)."""
+    datatype = datatype_of(array)
+    if datatype == "BYTES":
+        return serialize_bytes(array)
+    return np.ascontiguousarray(array, dtype=_DTYPES[datatype]).tobytes()
+
+
+def serialize_bytes(array: np.ndarray) -> bytes:
+    parts: list[bytes] = []
+    for item in array.reshape(-1).tolist():
+        data = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(_LEN.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+# ---- V2 inference request and response bodies ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class V2Request:
+    """A decoded V2 infer body: the internal request, plus which outputs go back as binary data."""
+
+    request: InferenceRequest
+    binary_outputs: dict[str, bool]
+    binary_default: bool
+
+
+def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Request:
+    """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given)."""
+    header: bytes | memoryview
+    if header_length is None:
+        header, tail = body, _EMPTY
+    else:
+        if not 0 < header_length <= len(body):
+            raise bad(
+                f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
+            )
+        view = memoryview(body)
+        header, tail = view[:header_length], view[header_length:]
+    doc = loads(header)
+    if not isinstance(doc, dict):
+        raise bad("the inference request must be a JSON object")
+    inputs_doc = doc.get("inputs")
+    if not isinstance(inputs_doc, list) or not inputs_doc:
+        raise bad("the inference request needs a non-empty 'inputs' list")
+    parameters = _parameters(doc.get("parameters"), "request")
+    binary_default = bool(parameters.pop(BINARY_ALL_OUT, False))
+
+    inputs: dict[str, np.ndarray] = {}
+    input_parameters: dict[str, dict[str, Any]] = {}
+    offset = 0
+    for index, item in enumerate(inputs_doc):
+        if not isinstance(item, dict):
+            raise bad(f"input {index} must be a JSON object")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise bad(f"input {index} needs a 'name' string")
+        if name in inputs:
+            raise bad(f"input '{name}' is given twice")
+        params = _parameters(item.get("parameters"), f"input '{name}'")
+        size = params.pop(BINARY_SIZE, None)
+        if size is not None:
+            if type(size) is not int or size < 0 or offset + size > len(tail):
+                raise bad(f"input '{name}': binary_data_size {size!r} does not fit the binary data sent")
+            chunk = tail[offset : offset + size]
+            offset += size
+            array = decode_binary_tensor(name, item.get("datatype"), item.get("shape"), chunk)
+        elif "data" in item:
+            array = decode_json_tensor(name, item.get("datatype"), item.get("shape"), item["data"])
+        else:
+            raise bad(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+        if array.dtype == object and params.get("content_type") == "str":
+            array = _as_str(name, array)
+        inputs[name] = array
+        if params:
+            input_parameters[name] = params
+    if offset != len(tail):
+        raise bad(f"{len(tail) - offset} bytes of binary data follow the inputs that no input claims")
+
+    outputs, binary_outputs = _requested_outputs(doc.get("outputs"))
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad("'id' must be a string")
+    return V2Request(
+        request=InferenceRequest(
+            inputs=inputs,
+            parameters=parameters,
+            outputs=outputs,
+            id=request_id,
+            input_parameters=input_parameters,
+        ),
+        binary_outputs=binary_outputs,
+        binary_default=binary_default,
+    )
+
+
+def _as_str(tensor: str, array: np.ndarray) -> np.ndarray:
+    out = np.empty(array.shape, dtype=object)
+    try:
+        out.reshape(-1)[:] = [x.decode("utf-8") if isinstance(x, bytes) else x for x in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise bad(f"tensor '{tensor}' has content_type 'str' but is not UTF-8") from None
+    return out
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad(f"{where}: 'parameters' must be a JSON object")
+    return dict(value)
+
+
+def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
+    if value is None:
+        return None, {}
+    if not isinstance(value, list):
+        raise bad("'outputs' must be a list")
+    names: list[str] = []
+    binary: dict[str, bool] = {}
+    for index, item in enumerate(value):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise bad(f"requested output {index} needs a 'name' string")
+        params = _parameters(item.get("parameters"), f"output '{name}'")
+        if params.get("classification"):
+            raise bad(f"output '{name}': the classification extension is not supported")
+        if BINARY_OUT in params:
+            binary[name] = bool(params[BINARY_OUT])
+        names.append(name)
+    return names, binary
+
+
+def select_outputs(response: InferenceResponse, requested: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """The outputs a client asked for, in its order (all of them, in the model's order, if it asked none)."""
+    outputs = response.outputs
+    if requested is None:
+        return {name: np.asarray(array) for name, array in outputs.items()}
+    selected: dict[str, np.ndarray] = {}
+    for name in requested:
+        if name not in outputs:
+            known = ", ".join(outputs) or "none"
+            raise bad(f"unknown output '{name}'; the model returned: {known}")
+        selected[name] = np.asarray(outputs[name])
+    return selected
+
+
+def encode_v2_response(
+    response: InferenceResponse,
+    *,
+    requested: Sequence[str] | None = None,
+    binary_outputs: Mapping[str, bool] | None = None,
+    binary_default: bool = False,
+    request_id: str | None = None,
+) -> tuple[bytes, int | None]:
+    """A V2 REST infer response body and, when binary tensors follow the JSON, the JSON's length
+    (the value of Inference-Header-Content-Length)."""
+    binary_outputs = binary_outputs or {}
+    tensors: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, array in select_outputs(response, requested).items():
+        if binary_outputs.get(name, binary_default):
+            raw = encode_binary_tensor(array)
+            tensors.append(
+                {
+                    "name": name,
+                    "datatype": datatype_of(array),
+                    "shape": list(array.shape),
+                    "parameters": {BINARY_SIZE: len(raw)},
+                }
+            )
+            chunks.append(raw)
+        else:
+            tensors.append(encode_json_tensor(name, array))
+    doc: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version:
+        doc["model_version"] = response.model_version
+    rid = response.id if response.id is not None else request_id
+    if rid is not None:
+        doc["id"] = rid
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    doc["outputs"] = tensors
+    header = dumps(doc)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), len(header)
+
+
+# ---- rows: KServe V1, Vertex AI and SageMaker JSON -------------------------------------------------
+
+
+def rows_to_inputs(instances: Any, specs: Sequence[TensorSpec] = ()) -> dict[str, np.ndarray]:
+    """``instances`` (one entry per row) as named input arrays.
+
+    Rows that are JSON objects name their inputs (TensorFlow Serving's row format): each key becomes an
+    input. Any other rows form one array named by the model's first input (``"input-0"`` if it names
+    none). Where the model's metadata gives an input's numeric datatype, the array takes it (an ONNX
+    model wants FP32, not the float64 JSON numbers would give); otherwise numpy infers float64 or int64,
+    and text stays Python str in an object array. ``{"b64": "..."}`` values (Vertex AI's convention for
+    binary data) become bytes.
+    """
+    if not isinstance(instances, list) or not instances:
+        raise bad("'instances' must be a non-empty list, one entry per row")
+    datatypes = {spec.name: spec.datatype for spec in specs}
+    first = instances[0]
+    if isinstance(first, dict) and set(first) != {"b64"}:
+        if not all(isinstance(row, dict) and row.keys() == first.keys() for row in instances):
+            raise bad("every instance must be an object with the same keys")
+        return {
+            key: column(key, [_unb64(key, row[key]) for row in instances], datatypes.get(key))
+            for key in first
+        }
+    name = specs[0].name if specs else "input-0"
+    return {name: column(name, [_unb64(name, row) for row in instances], datatypes.get(name))}
+
+
+def _unb64(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            raise bad(f"input '{name}': 'b64' value is not base64") from None
+    return value
+
+
+def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndarray:
+    """A list of rows as one array, in ``datatype`` when the model gives a numeric one."""
+    if datatype is not None and datatype != "BYTES" and datatype in _DTYPES:
+        try:
+            return np.asarray(values, dtype=_NATIVE[datatype])
+        except (ValueError, TypeError, OverflowError):
+            pass  # fall through to inference below, which says what is wrong, or lets the model decide
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:
+        raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
+    if array.dtype.kind in "US":
+        # Text (or text mixed with numbers, as in a row of mixed features) keeps each value's own
+        # Python type in an object array: strings stay str, as BYTES from JSON do elsewhere.
+        array = np.empty(array.shape, dtype=object)
+        try:
+            array[...] = values
+        except ValueError as exc:
+            raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
+    if array.dtype.kind not in "biufO":
+        raise bad(f"input '{name}': cannot use values of type {array.dtype}")
+    if array.dtype.kind == "O" and not all(
+        v is None or isinstance(v, str | bytes | int | float) for v in array.reshape(-1)
+    ):
+        raise bad(f"input '{name}': rows are not all the same shape, or hold objects")
+    return array
+
+
+def outputs_to_predictions(outputs: Mapping[str, np.ndarray]) -> Any:
+    """The ``predictions`` value for V1, Vertex and SageMaker JSON.
+
+    One output: its rows, as a list. Several outputs with the same number of rows: one object per row
+    keyed by output name (TensorFlow Serving's convention for multi-output models). Several outputs
+    whose row counts differ: one object mapping each name to its whole value.
+    """
+    arrays = {name: np.asarray(value) for name, value in outputs.items()}
+    if len(arrays) == 1:
+        (array,) = arrays.values()
+        return to_jsonable(array) if array.ndim else array.item()
+    rows = {a.shape[0] if a.ndim else None for a in arrays.values()}
+    if len(rows) == 1 and None not in rows:
+        columns = {
+            name: to_jsonable(a).tolist() if a.dtype.kind in "biuf" else to_jsonable(a)
+            for name, a in arrays.items()
+        }
+        count = next(iter(rows))
+        assert count is not None
+        return [{name: column[i] for name, column in columns.items()} for i in range(count)]
+    return {name: to_jsonable(a) if a.ndim else a.item() for name, a in arrays.items()}

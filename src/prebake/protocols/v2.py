@@ -1,0 +1,230 @@
+"""Open Inference Protocol V2 over REST, with Triton's binary tensor data and model repository extensions.
+
+    GET  /v2                                           server metadata
+    GET  /v2/models/{name}[/versions/{version}]        model metadata
+    GET  /v2/models/{name}[/versions/{version}]/ready  model readiness (200, or 503 with ready: false)
+    GET  /v2/models/{name}[/versions/{version}]/config Triton-style model configuration, from metadata
+    POST /v2/models/{name}[/versions/{version}]/infer  inference
+    POST /v2/repository/index                          every model and its state
+    POST /v2/repository/models/{name}/load | /unload   model repository control
+
+Server liveness and readiness (/v2/health/live, /v2/health/ready) belong to every server, whatever it
+speaks, and live in the server core. Errors use the spec's ``{"error": ...}`` body, which
+``tritonclient.http`` reads; a malformed request is a 400, as the spec and Triton's clients expect.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+
+import prebake
+from prebake import codec
+from prebake.errors import PayloadTooLarge
+from prebake.http import Request, Response, Route
+from prebake.types import Backend, InferenceRequest, TensorSpec
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+HEADER_LENGTH = "inference-header-content-length"
+OCTET_STREAM = "application/octet-stream"
+DEFAULT_MAX_INFLATED = 256 * 1024 * 1024
+
+
+def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) -> list[Route]:
+    """The V2 REST routes for ``backend``.
+
+    ``max_inflated_bytes`` caps a gzip or deflate request body once inflated (tritonclient can compress
+    requests), so a small compressed body cannot expand past the server's memory.
+    """
+    server_metadata = codec.dumps(
+        {"name": "prebake", "version": prebake.__version__, "extensions": EXTENSIONS}
+    )
+
+    async def metadata_server(request: Request) -> Response:
+        return Response(server_metadata)
+
+    async def metadata_model(request: Request) -> Response:
+        name, version = _model(request)
+        meta = backend.metadata(name, version)
+        doc: dict[str, Any] = {
+            "name": meta.name or name,
+            "versions": meta.versions,
+            "platform": meta.platform,
+            "inputs": [t.to_dict() for t in meta.inputs],
+            "outputs": [t.to_dict() for t in meta.outputs],
+        }
+        return Response(codec.dumps(doc))
+
+    async def model_config(request: Request) -> Response:
+        # Triton's configuration extension, which tritonclient's get_model_config and perf_analyzer read;
+        # built from the metadata, as prebake has no config.pbtxt.
+        name, version = _model(request)
+        meta = backend.metadata(name, version)
+        doc = {
+            "name": meta.name or name,
+            "platform": meta.platform,
+            "backend": meta.platform,
+            "max_batch_size": 0,
+            "input": [_config_tensor(t) for t in meta.inputs],
+            "output": [_config_tensor(t) for t in meta.outputs],
+        }
+        return Response(codec.dumps(doc))
+
+    async def model_ready(request: Request) -> Response:
+        name, version = _model(request)
+        ready = backend.model_ready(name, version)
+        return Response(codec.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
+
+    async def infer(request: Request) -> Response:
+        name, version = _model(request)
+        body = _inflate(request, max_inflated_bytes)
+        header_length = _header_length(request)
+        if header_length == 0:
+            decoded = _raw_binary_request(backend, name, version, body)
+        else:
+            decoded = codec.decode_v2_request(body, header_length)
+        response = await backend.infer(name, version, decoded.request)
+        response.model_name = response.model_name or name
+        payload, json_length = codec.encode_v2_response(
+            response,
+            requested=decoded.request.outputs,
+            binary_outputs=decoded.binary_outputs,
+            binary_default=decoded.binary_default,
+            request_id=decoded.request.id,
+        )
+        if json_length is None:
+            return Response(payload)
+        return Response(
+            payload,
+            content_type=OCTET_STREAM,
+            headers=[("Inference-Header-Content-Length", str(json_length))],
+        )
+
+    async def repository_index(request: Request) -> Response:
+        doc = codec.loads(request.body) if request.body.strip() else {}
+        if not isinstance(doc, dict):
+            raise codec.bad("the repository index request must be a JSON object")
+        models = backend.repository_index()
+        if doc.get("ready"):
+            models = [m for m in models if m.get("state") == "READY"]
+        return Response(codec.dumps(models))
+
+    async def load(request: Request) -> Response:
+        _repository_parameters(request, allowed=())
+        await backend.load(request.path_params["name"])
+        return Response(b"", content_type=None)
+
+    async def unload(request: Request) -> Response:
+        # unload_dependents only matters for ensembles, which prebake does not have: accepted, no effect.
+        _repository_parameters(request, allowed=("unload_dependents",))
+        await backend.unload(request.path_params["name"])
+        return Response(b"", content_type=None)
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    return [
+        Route(("GET",), "/v2", metadata_server),
+        Route(("POST",), f"{model}/infer", infer),
+        Route(("POST",), f"{versioned}/infer", infer),
+        Route(("GET",), f"{model}/ready", model_ready),
+        Route(("GET",), f"{versioned}/ready", model_ready),
+        Route(("GET",), f"{model}/config", model_config),
+        Route(("GET",), f"{versioned}/config", model_config),
+        Route(("GET",), model, metadata_model),
+        Route(("GET",), versioned, metadata_model),
+        Route(("POST",), "/v2/repository/index", repository_index),
+        Route(("POST",), "/v2/repository/models/{name}/load", load),
+        Route(("POST",), "/v2/repository/models/{name}/unload", unload),
+    ]
+
+
+def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
+    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    return {"name": spec.name, "data_type": data_type, "dims": list(spec.shape)}
+
+
+def _model(request: Request) -> tuple[str, str | None]:
+    return request.path_params["name"], request.path_params.get("version") or None
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.header(HEADER_LENGTH)
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise codec.bad(f"Inference-Header-Content-Length must be an integer, got {value!r}") from None
+    if length < 0:
+        raise codec.bad("Inference-Header-Content-Length must not be negative")
+    return length
+
+
+def _inflate(request: Request, limit: int) -> bytes:
+    encoding = (request.header("content-encoding") or "identity").strip().lower()
+    if encoding == "identity":
+        return request.body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise codec.bad(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    try:
+        body = inflater.decompress(request.body, limit)
+        if inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the request body inflates to more than {limit} bytes")
+        body += inflater.flush()
+    except zlib.error as exc:
+        raise codec.bad(f"the request body is not valid {encoding} data: {exc}") from None
+    return body
+
+
+def _raw_binary_request(backend: Backend, name: str, version: str | None, body: bytes) -> codec.V2Request:
+    """Inference-Header-Content-Length: 0: the body is one input's raw bytes; the model's metadata
+    gives its name, datatype and shape; every output goes back as binary data."""
+    meta = backend.metadata(name, version)
+    if len(meta.inputs) != 1:
+        raise codec.bad(
+            f"a request without an inference header needs a model with exactly one input; "
+            f"'{name}' describes {len(meta.inputs)}"
+        )
+    spec = meta.inputs[0]
+    shape = list(spec.shape)
+    if spec.datatype == "BYTES":
+        shape = [1]
+    else:
+        itemsize = codec.numpy_dtype(spec.datatype, spec.name).itemsize
+        known = math.prod(d for d in shape if d >= 0)
+        unknown = [i for i, d in enumerate(shape) if d < 0]
+        if len(unknown) > 1:
+            raise codec.bad(f"input '{spec.name}' has several variable dimensions; send an inference header")
+        if unknown:
+            if known == 0 or len(body) % (known * itemsize):
+                raise codec.bad(
+                    f"input '{spec.name}': {len(body)} bytes do not fill whole {spec.datatype} rows of "
+                    f"shape {spec.shape}"
+                )
+            shape[unknown[0]] = len(body) // (known * itemsize)
+    array: np.ndarray = codec.decode_binary_tensor(spec.name, spec.datatype, shape, body)
+    return codec.V2Request(
+        request=InferenceRequest(inputs={spec.name: array}), binary_outputs={}, binary_default=True
+    )
+
+
+def _repository_parameters(request: Request, *, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    doc = codec.loads(request.body)
+    params = doc.get("parameters") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(params, dict | None):
+        raise codec.bad("the request must be a JSON object with an optional 'parameters' object")
+    unsupported = sorted(set(params or {}) - set(allowed))
+    if unsupported:
+        # Triton's "config" and "file:..." overrides would load a different model than the one configured
+        # here; refusing is honest where ignoring would not be.
+        raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
+    return dict(params or {})

@@ -1,0 +1,237 @@
+"""V2 tensors <-> numpy, the binary tensor data extension, and rows for V1/Vertex/SageMaker."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import orjson
+import pytest
+
+from prebake import codec
+from prebake.errors import BadJSON, InvalidInput, ScoringError
+from prebake.types import InferenceResponse, TensorSpec
+
+NUMERIC = ["UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+def test_json_tensor_round_trip_every_numeric_datatype(datatype: str) -> None:
+    """Every numeric V2 datatype decodes from JSON to its dtype and shape and encodes back unchanged."""
+    array = codec.decode_json_tensor("x", datatype, [2, 3], [0, 1, 2, 3, 4, 5])
+    assert array.dtype == codec.numpy_dtype(datatype)
+    assert array.shape == (2, 3)
+    encoded = orjson.loads(codec.dumps(codec.encode_json_tensor("y", array)))
+    assert encoded == {"name": "y", "datatype": datatype, "shape": [2, 3], "data": [0, 1, 2, 3, 4, 5]}
+
+
+def test_json_tensor_accepts_nested_data() -> None:
+    """Nested row-major data is accepted as well as flat data."""
+    array = codec.decode_json_tensor("x", "FP32", [2, 2], [[1.5, 2], [3, 4]])
+    assert array.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+
+
+def test_bool_and_bytes_json_tensors() -> None:
+    """BOOL takes true/false and 0/1; BYTES keeps JSON strings as str in an object array."""
+    assert codec.decode_json_tensor("b", "BOOL", [3], [True, False, 1]).tolist() == [True, False, True]
+    text = codec.decode_json_tensor("s", "BYTES", [2, 1], [["ab"], ["cd"]])
+    assert text.dtype == object and text.tolist() == [["ab"], ["cd"]]
+    out = orjson.loads(codec.dumps(codec.encode_json_tensor("o", np.array([b"x", b"yz"], dtype=object))))
+    assert out == {"name": "o", "datatype": "BYTES", "shape": [2], "data": ["x", "yz"]}
+
+
+def test_bool_rejects_strings() -> None:
+    """A string in a BOOL tensor is an error rather than silently True."""
+    with pytest.raises(InvalidInput, match="'flag'.*BOOL"):
+        codec.decode_json_tensor("flag", "BOOL", [1], ["false"])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "data", "match"),
+    [
+        ("FP32", [2, 2], [1, 2, 3], r"'t': shape \[2, 2\] needs 4 elements, the data has 3"),
+        ("UINT8", [1], [300], "'t': data does not fit datatype UINT8"),
+        ("INT32", [1], [{"a": 1}], "'t': data does not fit datatype INT32"),
+        ("FP33", [1], [1], "unknown datatype 'FP33' of tensor 't'"),
+        ("FP32", [-1], [1], "'t': shape must be a list of non-negative integers"),
+        ("FP32", [2, 2], [[1, 2], [3]], "'t': data does not fit"),
+        ("BYTES", [1], [1], "'t': BYTES data must be strings"),
+    ],
+)
+def test_json_tensor_errors_name_the_tensor(
+    datatype: str, shape: list[int], data: object, match: str
+) -> None:
+    """Shape and datatype mismatches raise InvalidInput with status 400 naming the tensor."""
+    with pytest.raises(InvalidInput, match=match) as info:
+        codec.decode_json_tensor("t", datatype, shape, data)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("datatype", [*NUMERIC, "BOOL"])
+def test_binary_tensor_round_trip(datatype: str) -> None:
+    """Binary little-endian row-major data decodes with frombuffer and encodes back byte for byte."""
+    dtype = codec.numpy_dtype(datatype)
+    raw = np.arange(6).astype(dtype).tobytes() if datatype != "BOOL" else bytes([1, 0, 1, 1, 0, 0])
+    array = codec.decode_binary_tensor("x", datatype, [3, 2], raw)
+    assert array.shape == (3, 2)
+    assert codec.encode_binary_tensor(array) == raw
+
+
+def test_binary_bytes_elements_are_length_prefixed() -> None:
+    """BYTES binary data is a 4-byte little-endian length before each element, both ways."""
+    raw = struct.pack("<I", 2) + b"hi" + struct.pack("<I", 0) + struct.pack("<I", 3) + b"\x00\xffz"
+    array = codec.decode_binary_tensor("s", "BYTES", [3], raw)
+    assert array.tolist() == [b"hi", b"", b"\x00\xffz"]
+    assert codec.encode_binary_tensor(array) == raw
+
+
+@pytest.mark.parametrize(
+    ("datatype", "raw", "match"),
+    [
+        ("FP32", b"\x00" * 7, "needs 8 bytes, got 7"),
+        ("BYTES", struct.pack("<I", 9) + b"abcdefg", "claims 9 bytes past the end"),
+        ("BYTES", struct.pack("<I", 4) + b"abcd", "ends after 1 of 2 elements"),
+        ("BYTES", struct.pack("<I", 0), "2 BYTES elements need at least 8 bytes"),
+    ],
+)
+def test_binary_tensor_size_errors(datatype: str, raw: bytes, match: str) -> None:
+    """Binary data of the wrong size for its shape is rejected with a message naming the tensor."""
+    with pytest.raises(InvalidInput, match=f"'b'.*{match}"):
+        codec.decode_binary_tensor("b", datatype, [2], raw)
+
+
+def test_decode_v2_request_with_binary_inputs_and_parameters() -> None:
+    """A V2 body with JSON and binary inputs yields named arrays, parameters and binary output choices."""
+    header = orjson.dumps(
+        {
+            "id": "42",
+            "parameters": {"binary_data_output": True, "temperature": 0.5},
+            "inputs": [
+                {"name": "a", "datatype": "UINT32", "shape": [2, 2], "parameters": {"binary_data_size": 16}},
+                {"name": "b", "datatype": "BOOL", "shape": [3], "data": [True, False, True]},
+                {"name": "c", "datatype": "FP16", "shape": [1], "parameters": {"binary_data_size": 2}},
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": False}}],
+        }
+    )
+    body = header + np.arange(4, dtype="<u4").tobytes() + np.array([1.5], dtype="<f2").tobytes()
+    decoded = codec.decode_v2_request(body, len(header))
+    request = decoded.request
+    assert request.id == "42"
+    assert request.parameters == {"temperature": 0.5}
+    assert request.inputs["a"].tolist() == [[0, 1], [2, 3]]
+    assert request.inputs["b"].tolist() == [True, False, True]
+    assert request.inputs["c"].tolist() == [1.5]
+    assert request.outputs == ["y"]
+    assert decoded.binary_default is True and decoded.binary_outputs == {"y": False}
+
+
+@pytest.mark.parametrize(
+    ("doc", "tail", "match"),
+    [
+        ({"inputs": []}, b"", "non-empty 'inputs'"),
+        ({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1]}]}, b"", "neither 'data'"),
+        (
+            {
+                "inputs": [
+                    {"name": "a", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 8}}
+                ]
+            },
+            b"\x00" * 4,
+            "binary_data_size 8 does not fit",
+        ),
+        (
+            {"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}]},
+            b"xx",
+            "2 bytes of binary",
+        ),
+        (
+            {"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": [{}]},
+            b"",
+            "output 0 needs a 'name'",
+        ),
+    ],
+)
+def test_decode_v2_request_errors(doc: dict[str, object], tail: bytes, match: str) -> None:
+    """Malformed V2 bodies are rejected with status 400 and a message saying what is wrong."""
+    header = orjson.dumps(doc)
+    with pytest.raises(InvalidInput, match=match) as info:
+        codec.decode_v2_request(header + tail, len(header) if tail else None)
+    assert info.value.status == 400
+
+
+def test_bad_json_is_bad_json() -> None:
+    """A body that is not JSON raises BadJSON (400)."""
+    with pytest.raises(BadJSON):
+        codec.decode_v2_request(b"{not json")
+
+
+def test_encode_v2_response_json_and_binary() -> None:
+    """Outputs go back as JSON or binary as asked, with the header length of the JSON part."""
+    response = InferenceResponse(
+        outputs={"y": np.array([[1.0, 2.0]], dtype=np.float32), "label": np.array(["cat"])},
+        model_name="m",
+        model_version="1",
+    )
+    body, header_length = codec.encode_v2_response(response, binary_outputs={"y": True}, request_id="7")
+    assert header_length is not None
+    doc = orjson.loads(body[:header_length])
+    assert doc["model_name"] == "m" and doc["model_version"] == "1" and doc["id"] == "7"
+    y, label = doc["outputs"]
+    assert y == {"name": "y", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}
+    assert np.frombuffer(body[header_length:], "<f4").tolist() == [1.0, 2.0]
+    assert label == {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["cat"]}
+
+
+def test_encode_v2_response_selects_requested_outputs() -> None:
+    """Only the requested outputs are returned, and an unknown one is a 400 naming it."""
+    response = InferenceResponse(outputs={"a": np.zeros(1), "b": np.ones(1)}, model_name="m")
+    body, header_length = codec.encode_v2_response(response, requested=["b"])
+    assert header_length is None
+    assert [o["name"] for o in orjson.loads(body)["outputs"]] == ["b"]
+    with pytest.raises(InvalidInput, match="unknown output 'c'"):
+        codec.encode_v2_response(response, requested=["c"])
+
+
+def test_output_dtype_without_v2_datatype_is_a_server_error() -> None:
+    """A complex-valued output cannot be sent and is the server's fault (500), not the client's."""
+    with pytest.raises(ScoringError):
+        codec.datatype_of(np.zeros(1, dtype=np.complex64))
+
+
+def test_rows_to_inputs() -> None:
+    """Rows become one array typed by metadata; object rows one array per key; mixed rows keep types."""
+    x = TensorSpec("x", "FP32", [-1, 2])
+    assert codec.rows_to_inputs([[1, 2], [3, 4]], [x])["x"].tolist() == [[1, 2], [3, 4]]
+    assert codec.rows_to_inputs([[1, 2]], [x])["x"].dtype == np.float32
+    assert list(codec.rows_to_inputs([[1.5]])) == ["input-0"]
+    assert codec.rows_to_inputs([{"b64": "aGk="}])["input-0"].tolist() == [b"hi"]
+    named = codec.rows_to_inputs([{"a": 1, "b": "u"}, {"a": 2, "b": "v"}])
+    assert named["a"].tolist() == [1, 2] and named["b"].tolist() == ["u", "v"]
+    mixed = codec.rows_to_inputs([[1, "a"], [2, "b"]])["input-0"]
+    assert mixed.dtype == object and mixed.tolist() == [[1, "a"], [2, "b"]]
+    with pytest.raises(InvalidInput, match="same shape"):
+        codec.rows_to_inputs([[1, 2], [3]], [x])
+    with pytest.raises(InvalidInput, match="non-empty list"):
+        codec.rows_to_inputs({"a": 1}, [x])
+
+
+def test_outputs_to_predictions() -> None:
+    """One output is a list of rows; several with equal rows are one object per row."""
+    one = codec.outputs_to_predictions({"y": np.array([0, 1])})
+    assert orjson.loads(codec.dumps(one)) == [0, 1]
+    many = codec.outputs_to_predictions({"label": np.array(["a", "b"]), "p": np.array([[0.1], [0.9]])})
+    assert orjson.loads(codec.dumps(many)) == [{"label": "a", "p": [0.1]}, {"label": "b", "p": [0.9]}]
+
+
+def test_outputs_in_any_layout_are_written_row_major_little_endian() -> None:
+    """Transposed, big-endian and 0-d outputs are written row-major, little-endian, with their true shape."""
+    transposed = np.arange(6, dtype=np.int32).reshape(2, 3).T
+    doc = orjson.loads(codec.dumps(codec.encode_json_tensor("t", transposed)))
+    assert doc["shape"] == [3, 2] and doc["data"] == [0, 3, 1, 4, 2, 5]
+    assert codec.encode_binary_tensor(transposed) == np.ascontiguousarray(transposed).astype("<i4").tobytes()
+    big = np.array([1.5, 2.5], dtype=">f4")
+    assert orjson.loads(codec.dumps(codec.encode_json_tensor("b", big)))["data"] == [1.5, 2.5]
+    assert codec.encode_binary_tensor(big) == np.array([1.5, 2.5], dtype="<f4").tobytes()
+    scalar = orjson.loads(codec.dumps(codec.encode_json_tensor("s", np.float64(3.0) * np.ones(()))))
+    assert scalar == {"name": "s", "datatype": "FP64", "shape": [], "data": [3.0]}
