@@ -139,3 +139,12 @@ def test_failed_build_leaves_no_tag(engine: Engine, catalog: Catalog, wheel: Pat
         )
     after = set(engine.run("images", "--format", "{{.Repository}}:{{.Tag}}").split())
     assert not {tag for tag in after - before if "prebake" in tag}
+
+
+@pytest.mark.parametrize("name", [name for name in CI_IMAGES if not name.startswith("minimal")])
+def test_image_serves_model_file_without_code(
+    name: str, engine: Engine, catalog: Catalog, built: dict[str, BuildResult]
+) -> None:
+    """Given only the model file, the image serves it with no code and answers a V2 infer request correctly."""
+    result = smoke_test(catalog.get(name), engine, reference=built[name].image_id, no_code=True)
+    assert result.uid == 1000
