@@ -88,9 +88,17 @@ def run(
 @click.option("--all", "all_images", is_flag=True, help="Test every CPU image that is built here.")
 @click.option("--image", "reference", default=None, help="Test this reference instead of the catalog's.")
 @click.option("--timeout", type=float, default=90.0, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--no-code", is_flag=True, help="Serve the model file alone (prebake serve MODEL_PATH) and ask over V2."
+)
 @ENGINE
 def test(
-    names: tuple[str, ...], all_images: bool, reference: str | None, timeout: float, engine: str | None
+    names: tuple[str, ...],
+    all_images: bool,
+    reference: str | None,
+    timeout: float,
+    no_code: bool,
+    engine: str | None,
 ) -> None:
     """Smoke-test images: start, wait for health, predict with a tiny model, check non-root and read-only."""
     from prebake.images.catalog import load_catalog
@@ -109,5 +117,7 @@ def test(
         else:
             raise click.UsageError("name an image, or pass --all")
         for image in chosen:
-            click.echo(smoke_test(image, found, reference=reference, timeout=timeout).summary())
+            click.echo(
+                smoke_test(image, found, reference=reference, timeout=timeout, no_code=no_code).summary()
+            )
     sys.exit(exits.OK)

@@ -42,6 +42,7 @@ class BuildResult:
     size_bytes: int
     seconds: float
     output_dir: Path
+    image_id: str = ""  # what was built, even if another build later moves the tag
 
     def summary(self) -> str:
         """The one-line summary a build ends with."""
@@ -186,7 +187,8 @@ def build_image(
             ) from error
         finally:
             engine.remove_image(temporary)
-    size = engine.inspect_image(image.reference).get("Size", 0)
+    inspected = engine.inspect_image(image.reference)
+    size = inspected.get("Size", 0)
     result = BuildResult(
         image=image,
         reference=image.reference,
@@ -194,10 +196,11 @@ def build_image(
         size_bytes=int(size) if isinstance(size, int | float) else 0,
         seconds=time.monotonic() - started,
         output_dir=output_dir,
+        image_id=str(inspected.get("Id", "")),
     )
     (output_dir / "build.json").write_text(
         json.dumps(
-            {"image": image.name, "reference": result.reference, "base": base_reference,
+            {"image": image.name, "reference": result.reference, "id": result.image_id, "base": base_reference,
              "size_bytes": result.size_bytes, "seconds": round(result.seconds, 1)},
             indent=2,
         ) + "\n",

@@ -60,6 +60,8 @@ class Image:
     description: str
     reference: str
     index: str | None = None
+    system_packages: tuple[str, ...] = ()
+    server_extras: tuple[str, ...] = ("grpc",)
 
     @property
     def gpu(self) -> bool:
@@ -198,6 +200,14 @@ def _image(entry: Any, bases: dict[str, Base], registry: str, tag: str, *, where
     index = entry.get("index")
     if index is not None and not (isinstance(index, str) and index.startswith("https://")):
         raise CatalogError(f"{where}: index must be an https:// URL")
+    system_packages = entry.get("system_packages", [])
+    if not isinstance(system_packages, list) or not all(
+        isinstance(p, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", p) for p in system_packages
+    ):
+        raise CatalogError(f"{where}: system_packages must be a list of Debian package names")
+    server_extras = entry.get("server_extras", ["grpc"])
+    if not isinstance(server_extras, list) or not all(isinstance(e, str) for e in server_extras):
+        raise CatalogError(f"{where}: server_extras must be a list of prebake extras")
     return Image(
         name=name,
         framework=framework,
@@ -209,6 +219,8 @@ def _image(entry: Any, bases: dict[str, Base], registry: str, tag: str, *, where
         description=_string(entry, "description", where),
         reference=f"{registry}/{name}:{tag}",
         index=index,
+        system_packages=tuple(system_packages),
+        server_extras=tuple(server_extras),
     )
 
 

@@ -20,26 +20,33 @@ from prebake.images.catalog import Image
 
 # The repository root when prebake runs from a checkout (locks are made there, then committed).
 PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
-# Extras of prebake every image carries: gRPC is one of the protocols the server speaks.
-SERVER_EXTRAS = ("grpc",)
 PLATFORM = "x86_64-manylinux_2_28"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def server_requirements(pyproject: Path = PYPROJECT) -> list[str]:
-    """prebake's runtime dependencies plus SERVER_EXTRAS, as written in pyproject.toml."""
+def server_requirements(extras: tuple[str, ...], pyproject: Path = PYPROJECT) -> list[str]:
+    """prebake's runtime dependencies plus the image's server extras, as written in pyproject.toml."""
     if not pyproject.is_file():
         raise ImageError(f"locking needs a prebake checkout: {pyproject} not found")
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in SERVER_EXTRAS:
-        requirements += project.get("optional-dependencies", {}).get(extra, [])
+    optional = project.get("optional-dependencies", {})
+    for extra in extras:
+        if extra not in optional:
+            raise ImageError(
+                f"prebake has no extra {extra!r} (pyproject.toml: {', '.join(sorted(optional))})"
+            )
+        requirements += optional[extra]
     return requirements
 
 
 def lock_inputs(image: Image, pyproject: Path = PYPROJECT) -> str:
     """The requirements.in text for an image: a pure function of the catalog entry and pyproject."""
-    lines = [f"# {image.name}: prebake server", *server_requirements(pyproject), f"# {image.name}: catalog"]
+    lines = [
+        f"# {image.name}: prebake server",
+        *server_requirements(image.server_extras, pyproject),
+        f"# {image.name}: catalog",
+    ]
     lines += image.packages
     return "\n".join(lines) + "\n"
 

@@ -49,6 +49,17 @@ def render_labels(values: dict[str, str]) -> str:
     return " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in values.items())
 
 
+def _system_packages(image: Image) -> str:
+    if not image.system_packages:
+        return "# (no system packages)"
+    # Lists and caches are removed in the same layer, so they never reach the image.
+    return (
+        "RUN set -eu; apt-get update -qq; \\\n"
+        f"    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {' '.join(image.system_packages)}; \\\n"
+        "    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log"
+    )
+
+
 def render_containerfile(image: Image, catalog: Catalog, template: str | None = None) -> str:
     """The Containerfile text for ``image``.
 
@@ -64,6 +75,7 @@ def render_containerfile(image: Image, catalog: Catalog, template: str | None = 
         "extra_index_url": image.index or "",
         "python": image.python,
         "labels": render_labels(labels(image, catalog)),
+        "system_packages": _system_packages(image),
     }
     used = set(_PLACEHOLDER.findall(text))
     if missing := used - values.keys():

@@ -52,6 +52,7 @@ class RunSpec:
     environment: dict[str, str] = field(default_factory=dict)
     name: str | None = None
     detach: bool = False
+    remove: bool = True  # --rm; the smoke test keeps the container to read its exit code
 
 
 def check_model(image: Image, model: Path) -> None:
@@ -80,7 +81,11 @@ def check_model(image: Image, model: Path) -> None:
 
 def run_arguments(spec: RunSpec) -> list[str]:
     """The engine's ``run`` arguments for ``spec`` (after the engine executable)."""
-    args = ["run", "--rm" if not spec.detach else "--detach"]
+    args = ["run"]
+    if spec.remove:
+        args.append("--rm")
+    if spec.detach:
+        args.append("--detach")
     if spec.name:
         args += ["--name", spec.name]
     args += [

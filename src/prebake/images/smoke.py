@@ -72,39 +72,52 @@ def _state(engine: Engine, container: str) -> dict[str, Any]:
 
 
 def smoke_test(
-    image: Image, engine: Engine, *, reference: str | None = None, timeout: float = 90.0
+    image: Image,
+    engine: Engine,
+    *,
+    reference: str | None = None,
+    timeout: float = 90.0,
+    no_code: bool = False,
 ) -> SmokeResult:
-    """Smoke-test ``image`` (its catalog reference unless ``reference`` is given); SmokeFailed on any failure."""
+    """Smoke-test ``image`` (its catalog reference unless ``reference`` is given); SmokeFailed on any failure.
+
+    By default the tiny model is served through an Azure-style score.py (POST /score); with ``no_code`` the
+    model file alone is given to ``prebake serve MODEL_PATH`` and asked through Open Inference Protocol V2.
+    """
     reference = reference or image.reference
     if not engine.image_exists(reference):
         raise ImageError(f"image {reference} is not built: run `prebake build {image.name}`", status=404)
     with tempfile.TemporaryDirectory(prefix="prebake-smoke-") as scratch:
         Path(scratch).chmod(0o755)
         case = make_case(image.smoke, Path(scratch))
-        return _run_case(image, engine, reference, case, timeout)
+        if no_code and image.smoke == "entry-script":
+            raise ImageError(
+                f"{image.name} has no framework to serve a model without code; test it without --no-code"
+            )
+        return _run_case(image, engine, reference, case, timeout, no_code)
 
 
-def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, timeout: float) -> SmokeResult:
+def _run_case(
+    image: Image, engine: Engine, reference: str, case: SmokeCase, timeout: float, no_code: bool
+) -> SmokeResult:
     port = free_port()
     name = f"prebake-smoke-{uuid.uuid4().hex[:10]}"
     spec = RunSpec(
         reference=reference,
         port=port,
-        model=case.model_dir,
-        entry_script=case.script_dir / case.entry_script,
+        model=case.model_dir / case.model_file if no_code else case.model_dir,
+        entry_script=None if no_code else case.script_dir / case.entry_script,
         name=name,
         detach=True,
+        remove=False,
     )
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     engine.run(*run_arguments(spec))
     try:
         healthy = _wait_healthy(engine, name, base, started, timeout)
-        status, body = _http("POST", f"{base}/score", json.dumps(case.request).encode(), timeout=timeout)
+        predictions = _predict(case, base, timeout, no_code)
         first_prediction = time.monotonic() - started
-        if status != 200:
-            raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
-        predictions = json.loads(body).get("predictions")
         if not case.matches(predictions):
             raise SmokeFailed(
                 f"wrong predictions from {image.name}: got {predictions!r}, expected {case.expected!r}"
@@ -124,6 +137,30 @@ def _run_case(image: Image, engine: Engine, reference: str, case: SmokeCase, tim
         ) from error
     finally:
         engine.run("rm", "--force", name, check=False)
+
+
+def _predict(case: SmokeCase, base: str, timeout: float, no_code: bool) -> Any:
+    """One prediction: POST /score with the score.py's JSON, or a V2 infer request to the model's route."""
+    if not no_code:
+        status, body = _http("POST", f"{base}/score", json.dumps(case.request).encode(), timeout=timeout)
+        if status != 200:
+            raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
+        return json.loads(body).get("predictions")
+    rows = case.request["data"]
+    model = Path(case.model_file).stem  # prebake serve names a model after its file
+    tensor = {
+        "name": "input-0",
+        "shape": [len(rows), len(rows[0])],
+        "datatype": "FP32",
+        "data": sum(rows, []),
+    }
+    url = f"{base}/v2/models/{model}/infer"
+    status, body = _http("POST", url, json.dumps({"inputs": [tensor]}).encode(), timeout=timeout)
+    if status != 200:
+        raise SmokeFailed(f"POST /v2/models/{model}/infer answered {status}: {body[:300]!r}")
+    data = json.loads(body)["outputs"][0]["data"]
+    # V2 data is flat; compare it to the host's predictions flattened the same way.
+    return data if case.tolerance == 0 else [data]
 
 
 def _wait_healthy(engine: Engine, name: str, base: str, started: float, timeout: float) -> float:

