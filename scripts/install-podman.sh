@@ -4,7 +4,7 @@
 # Idempotent: installs only what is missing, and does nothing when everything is there.
 set -eu
 
-packages="podman buildah debootstrap uidmap slirp4netns runc"
+packages="podman buildah debootstrap uidmap slirp4netns runc catatonit"
 missing=""
 for package in $packages; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

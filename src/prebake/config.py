@@ -55,6 +55,7 @@ class ServeConfig:
     api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
     max_header_bytes: int = 64 * 1024
     limit_concurrency: int | None = None
+    max_worker_memory: int | None = None  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,6 +82,22 @@ def _first(flags: Mapping[str, Any], env: Mapping[str, str], flag: str, *env_nam
         if env.get(name):
             return env[name]
     return None
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_bytes(value: str, name: str) -> int:
+    """'512m' -> 536870912; plain numbers are bytes."""
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    unit = text[-1] if text and text[-1] in "kmg" else ""
+    try:
+        number = float(text[: len(text) - len(unit)])
+    except ValueError:
+        raise ConfigError(f"{name} must be a size such as 512m or 2g, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be above zero, got {value!r}")
+    return int(number * _UNITS[unit])
 
 
 def _default(value: Any, default: Any) -> Any:
@@ -179,6 +196,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         env.get("PREBAKE_API_KEY"), _first(flags, env, "api_key_file", "PREBAKE_API_KEY_FILE")
     )
     concurrency = _first(flags, env, "limit_concurrency", "PREBAKE_LIMIT_CONCURRENCY")
+    memory = _first(flags, env, "max_worker_memory", "PREBAKE_MAX_WORKER_MEMORY")
 
     return ServeConfig(
         models=models,
@@ -205,6 +223,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         health_route=str(env.get("AIP_HEALTH_ROUTE") or "/health"),
         predict_route=env.get("AIP_PREDICT_ROUTE") or None,
         api_keys=api_keys,
+        max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
         limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
         if concurrency is not None
         else None,

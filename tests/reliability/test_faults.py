@@ -115,12 +115,6 @@ def test_sigterm_under_load_fails_no_request_the_server_began(tmp_path: Path) ->
     assert began <= answered | {o.request_id for o in lost_begun}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor.py keeps its copy of the listening socket open while workers drain, so a new "
-    "connection is queued in a backlog nobody accepts and reset when the drain ends; fix: close it in "
-    "Supervisor._on_signal, so new connections are refused at once (safe for any client to retry)",
-)
 def test_new_connections_during_a_drain_are_refused_not_left_hanging() -> None:
     """While SIGTERM drains a long request, a new connection is refused at once instead of hanging until the drain ends and being reset."""
     server = ServerProcess(["--entry-script", WORK, "--graceful-timeout", "20"]).start()
@@ -283,11 +277,6 @@ def test_a_v2_request_over_the_memory_ceiling_fails_alone(iris_server: ServerPro
         resource.prlimit(worker, resource.RLIMIT_DATA, old)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proposed, not built: PREBAKE_MAX_WORKER_MEMORY (--max-worker-memory) sets RLIMIT_DATA in each "
-    "worker after fork, so one request past it fails alone (as the two tests above show with prlimit)",
-)
 def test_max_worker_memory_sets_each_workers_data_limit() -> None:
     """PREBAKE_MAX_WORKER_MEMORY=512m gives every worker a soft RLIMIT_DATA of 512 MiB."""
     with ServerProcess(
@@ -299,13 +288,6 @@ def test_max_worker_memory_sets_each_workers_data_limit() -> None:
             assert soft == 512 * 1024 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a wedged worker keeps its keep-alive connections and its listener while it winds down, and "
-    "answers each request on them with 503 at once (executor.py's ServerBusy has no 'Connection: close'): "
-    "a client retrying on its connection gets ~40 503s in a row. Proposed: on wedge, close the listener "
-    "first, then answer 503 with 'Connection: close' and 'Retry-After: 1' (headers alone, tried, are not enough)",
-)
 def test_a_recycling_worker_sends_each_connection_elsewhere_after_one_503() -> None:
     """While a wedged worker is being replaced, each keep-alive connection on it gets at most one 503 before moving to a live worker."""
     args = ["--entry-script", WORK, "--workers", "2", "--timeout-ms", "1000"]

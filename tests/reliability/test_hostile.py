@@ -355,12 +355,6 @@ def test_hostile_input_to_model_routes_gets_a_clean_answer(
     assert model_server.worker_pids() == [worker], "the input crashed the worker"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py builds the V2 routes with their default 256 MiB inflate cap, not --max-body-bytes, so "
-    "a small gzip body can inflate far past the body limit (and JSON parsing multiplies it ~19x); "
-    "fix: pass max_inflated_bytes=config.max_body_bytes to prebake.protocols.v2.routes",
-)
 def test_a_gzip_body_inflating_past_the_body_limit_gets_413(model_server: ServerProcess) -> None:
     """A gzip V2 body under --max-body-bytes that inflates past it is refused with 413, as an uncompressed one would be."""
     rows = (MAX_BODY * 2) // 18
@@ -375,12 +369,6 @@ def test_a_gzip_body_inflating_past_the_body_limit_gets_413(model_server: Server
     assert answer.status == 413, answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sagemaker.py's _csv_rows lets csv.Error escape (a bare CR inside a field, a field over csv's "
-    "131,072-character limit): 500 instead of 400; found by the fuzz run. Fix: read with "
-    "io.StringIO(text, newline='') and turn csv.Error into codec.bad(...)",
-)
 @pytest.mark.parametrize("body", [b"1,2\r3,4", b"1," + b"9" * 200_000], ids=["bare CR", "200 KB field"])
 def test_unreadable_csv_is_a_client_error(body: bytes, model_server: ServerProcess) -> None:
     """A CSV body that trips Python's csv reader gets a 4xx JSON error on /invocations, not a 500."""

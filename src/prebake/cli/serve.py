@@ -111,6 +111,12 @@ from prebake.cli import exits
     default=None,
     help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
 )
+@click.option(
+    "--max-worker-memory",
+    "max_worker_memory",
+    default=None,
+    help="Heap limit per worker (e.g. 2g): a request that would pass it fails alone. Env: PREBAKE_MAX_WORKER_MEMORY.",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
     from prebake.config import load_config

@@ -59,7 +59,11 @@ def routes(backend: Backend, *, swagger: Callable[[str | None], bytes] | None = 
             result = await backend.score_raw(None, raw)
         except PrebakeError as error:
             failed = error.status >= 500
-            error.details["headers"] = [*ms_headers, ("x-ms-run-function-failed", str(failed))]
+            error.details["headers"] = [
+                *error.details.get("headers", []),
+                *ms_headers,
+                ("x-ms-run-function-failed", str(failed)),
+            ]
             raise
         headers = [*ms_headers, *result.headers]
         headers.append(("x-ms-run-fn-exec-ms", f"{result.run_ms:.3f}"))

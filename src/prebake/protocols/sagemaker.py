@@ -70,7 +70,10 @@ def _csv_rows(body: bytes, specs: list[TensorSpec]) -> np.ndarray:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise codec.bad("the CSV body is not UTF-8") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as error:
+        raise codec.bad(f"the CSV body cannot be read: {error}") from None
     if not rows:
         raise codec.bad("the CSV body has no rows")
     if len({len(row) for row in rows}) != 1:

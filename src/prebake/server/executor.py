@@ -29,6 +29,14 @@ logger = logging.getLogger("prebake.executor")
 SWITCH_INTERVAL_S = 0.001
 
 
+def _restarting() -> ServerBusy:
+    # Connection: close sends the client's next try through a new connection, to a live worker.
+    return ServerBusy(
+        "this worker is restarting; retry the request",
+        headers=[("connection", "close"), ("retry-after", "1")],
+    )
+
+
 class _Item:
     __slots__ = ("future", "fn", "arg", "started", "expired")
 
@@ -70,7 +78,7 @@ class Executor:
         loop = self._loop
         assert loop is not None, "Executor.start() was not called"
         if self._closed:
-            raise ServerBusy("this worker is restarting; retry the request")
+            raise _restarting()
         future: asyncio.Future[T] = loop.create_future()
         item = _Item(future, fn, arg)
         self._queue.put(item)
@@ -88,7 +96,7 @@ class Executor:
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and not item.future.done():
-                item.future.set_exception(ServerBusy("this worker is restarting; retry the request"))
+                item.future.set_exception(_restarting())
         for _ in self._workers:
             self._queue.put(None)
 

@@ -73,6 +73,10 @@ class Supervisor:
         if not self.stopping:
             logger.info("received %s: draining in-flight requests", signal.Signals(signum).name)
         self.stopping = True
+        # Workers close their copies as they drain; ours must go too, or the kernel keeps queueing new
+        # connections that nobody will accept (they would hang, then be reset). Refused is retryable.
+        with contextlib.suppress(OSError):
+            self.sock.close()
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

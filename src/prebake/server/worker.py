@@ -76,6 +76,9 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
+    from prebake.server import openapi
+
+    routes.append(openapi.route(routes, models=backend.model_names(), auth=bool(config.api_keys)))
     return backend, routes
 
 
@@ -91,7 +94,7 @@ def _protocol_routes(backend: ServerBackend, config: ServeConfig) -> list[Route]
 
     found: list[Route] = []
     for module_name, kwargs in (
-        ("prebake.protocols.v2", {}),
+        ("prebake.protocols.v2", {"max_inflated_bytes": config.max_body_bytes}),
         ("prebake.protocols.v1", {}),
         ("prebake.protocols.sagemaker", {}),
         (
@@ -112,9 +115,12 @@ def _protocol_routes(backend: ServerBackend, config: ServeConfig) -> list[Route]
 def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | None) -> int:
     """Entry point of a forked worker; returns its exit code."""
     configure_logging(config.log_format, config.log_level)
+    _limit_memory(config.max_worker_memory)
     _prepare_environment(config)
     metrics = Metrics(metrics_dir)
     try:
+        if config.grpc_port is not None:
+            _check_grpc()
         backend, routes = build_backend(config, metrics)
         backend.load_all()
     except PrebakeError as error:
@@ -129,6 +135,30 @@ def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | Non
     except BaseException:
         logger.error("worker crashed:\n%s", traceback.format_exc())
         return exits.FAILURE
+
+
+def _limit_memory(limit: int | None) -> None:
+    """RLIMIT_DATA, not RLIMIT_AS: address space that is only reserved (thread arenas, mmapped models,
+    CUDA) would count against AS and break loading; DATA counts the heap that a big request grows. Past it,
+    the allocation raises MemoryError in that request, and the worker (and its other requests) go on."""
+    if limit is None:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(
+        resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
+    )
+
+
+def _check_grpc() -> None:
+    try:
+        import prebake.protocols.v2_grpc  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(
+            f"--grpc-port needs grpcio and protobuf, which this environment lacks ({error.name}): "
+            "pip install 'prebake[grpc]', or use a framework image (the minimal image is REST only)"
+        ) from None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -176,6 +206,9 @@ def _serve(
         nonlocal exit_code
         logger.error("%s; replacing this worker (SCORING_TIMEOUT_MS=%d)", reason, config.timeout_ms)
         exit_code = RECYCLE
+        # Stop accepting now (not at uvicorn's next 0.1 s tick), so no new connection lands here.
+        for listener in getattr(server, "servers", []):
+            listener.close()
         backend.executor.close()
         server.should_exit = True
 
