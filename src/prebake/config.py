@@ -55,7 +55,8 @@ class ServeConfig:
     api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
     max_header_bytes: int = 64 * 1024
     limit_concurrency: int | None = None
-    max_worker_memory: int | None = None  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
+    max_worker_memory: int | None = None
+    allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,6 +99,12 @@ def parse_bytes(value: str, name: str) -> int:
     if number <= 0:
         raise ConfigError(f"{name} must be above zero, got {value!r}")
     return int(number * _UNITS[unit])
+
+
+def _flag(flag: bool | None, env_value: str | None) -> bool:
+    if flag is not None:
+        return flag
+    return (env_value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _default(value: Any, default: Any) -> Any:
@@ -223,6 +230,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         health_route=str(env.get("AIP_HEALTH_ROUTE") or "/health"),
         predict_route=env.get("AIP_PREDICT_ROUTE") or None,
         api_keys=api_keys,
+        allow_pickle=_flag(flags.get("allow_pickle"), env.get("PREBAKE_ALLOW_PICKLE")),
         max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
         limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
         if concurrency is not None

@@ -304,7 +304,7 @@ def test_no_code_model_serves_kserve_v1_and_v2_from_a_pod(
     name = f"kp-nocode-{uuid.uuid4().hex[:8]}"
     manifest = workdir / "no-code" / f"{name}.yaml"
     command = [
-        sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", _sklearn().name, "--model", case.model_file,
+        sys.executable, "-m", "prebake", "deploy", "k8s", name, "--image", _sklearn().name, "--model", case.model_file, "--allow-pickle",
         "--model-source", f"hostpath:{case.model_dir}", "--replicas", "1", "-o", str(manifest.parent),
     ]  # fmt: skip
     subprocess.run(command, check=True, timeout=60)
@@ -336,7 +336,7 @@ def test_kserve_runtime_container_serves_mnt_models(
 
     case = make_case("sklearn", workdir / "kserve")
     name = f"kp-kserve-{uuid.uuid4().hex[:8]}"
-    runtime = kserve.serving_runtime(_sklearn(), auto_select=True)["spec"]
+    runtime = kserve.serving_runtime(_sklearn(), auto_select=True, allow_pickle=True)["spec"]
     container = runtime["containers"][0]
     # What KServe does to the runtime's container: fill its templates and mount the downloaded model.
     container["env"] = [

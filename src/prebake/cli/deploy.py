@@ -137,6 +137,12 @@ def deploy() -> None:
 )
 @click.option("-o", "--output", default="k8s", help="Directory to write NAME.yaml into, or - for stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing NAME.yaml.")
+@click.option(
+    "--allow-pickle",
+    "allow_pickle",
+    is_flag=True,
+    help="Let the server load pickle/joblib models (they run code).",
+)
 def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bool, **options: Any) -> None:
     """Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for model NAME."""
     from prebake.deploy.kubernetes import manifests
@@ -194,6 +200,12 @@ def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bo
 )
 @click.option("-o", "--output", default="kserve", help="Directory to write into, or - for stdout.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option(
+    "--allow-pickle",
+    "allow_pickle",
+    is_flag=True,
+    help="Let the runtimes load pickle/joblib models (they run code).",
+)
 def kserve(
     images: tuple[str, ...],
     namespaced: bool,
@@ -206,6 +218,7 @@ def kserve(
     max_replicas: int,
     output: str,
     force: bool,
+    allow_pickle: bool,
 ) -> None:
     """KServe runtimes for catalog images, and optionally an InferenceService that uses one."""
     from prebake.deploy import kserve as ks
@@ -233,7 +246,12 @@ def kserve(
         auto = ks.auto_selected(load_catalog().images)
         runtimes = [
             ks.serving_runtime(
-                image, auto_select=image.name in auto, kind=kind, namespace=namespace, grpc=grpc
+                image,
+                auto_select=image.name in auto,
+                kind=kind,
+                namespace=namespace,
+                grpc=grpc,
+                allow_pickle=allow_pickle,
             )
             for image in ks.servable(chosen)
         ]

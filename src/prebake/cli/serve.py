@@ -117,6 +117,12 @@ from prebake.cli import exits
     default=None,
     help="Heap limit per worker (e.g. 2g): a request that would pass it fails alone. Env: PREBAKE_MAX_WORKER_MEMORY.",
 )
+@click.option(
+    "--allow-pickle/--no-allow-pickle",
+    "allow_pickle",
+    default=None,
+    help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
     from prebake.config import load_config

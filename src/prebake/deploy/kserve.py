@@ -78,8 +78,10 @@ def serving_runtime(
     cpu: str = "1",
     memory: str = "2Gi",
     graceful_timeout_s: int = 30,
+    allow_pickle: bool = False,
 ) -> Manifest:
-    """One runtime for one catalog image."""
+    """One runtime for one catalog image; ``allow_pickle`` lets it load joblib/pickle models (KServe's
+    usual sklearn format), which prebake refuses unless allowed because pickles run code when loaded."""
     if image.framework not in MODEL_FORMATS:
         raise DeployError(f"{image.name} serves entry scripts only; KServe runtimes need a framework image")
     args = [MODEL_MOUNT, "--port", str(KSERVE_HTTP_PORT)]
@@ -106,6 +108,7 @@ def serving_runtime(
         "env": [
             {"name": "PREBAKE_MODEL_NAME", "value": "{{.Name}}"},
             {"name": "AZUREML_MODEL_DIR", "value": MODEL_MOUNT},
+            *([{"name": "PREBAKE_ALLOW_PICKLE", "value": "1"}] if allow_pickle else []),
         ],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
         "readinessProbe": {

@@ -82,6 +82,8 @@ def server_args(spec: DeploySpec) -> list[str]:
 
 def _environment(spec: DeploySpec) -> list[Manifest]:
     env: list[Manifest] = []
+    if spec.allow_pickle:
+        env.append({"name": "PREBAKE_ALLOW_PICKLE", "value": "1"})
     if spec.entry_script is not None:
         model_dir = spec.model if spec.model_source.kind == "image" and spec.model else MODEL_MOUNT
         # score.py files read AZUREML_MODEL_DIR; modules beside score.py import from AML_APP_ROOT.

@@ -75,6 +75,7 @@ class DeploySpec:
     gpus: int = 0
     target_cpu_percent: int = 70
     storage_initializer: str = STORAGE_INITIALIZER
+    allow_pickle: bool = False
 
     @property
     def termination_grace_s(self) -> int:
@@ -146,6 +147,7 @@ def make_spec(
     gpus: int = 0,
     target_cpu_percent: int = 70,
     storage_initializer: str | None = None,
+    allow_pickle: bool = False,
 ) -> DeploySpec:
     """Validate every input and freeze them; the first problem raises DeployError."""
     check_name(name)
@@ -208,4 +210,5 @@ def make_spec(
         gpus=gpus,
         target_cpu_percent=target_cpu_percent,
         storage_initializer=storage_initializer or STORAGE_INITIALIZER,
+        allow_pickle=allow_pickle,
     )

@@ -110,6 +110,7 @@ def _run_case(
         name=name,
         detach=True,
         remove=False,
+        environment={"PREBAKE_ALLOW_PICKLE": "1"},  # the tiny model was made here, by us: trusted
     )
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()

@@ -43,8 +43,10 @@ def check_pickle_allowed(settings: ModelSettings, path: Path) -> None:
     """Warn that a pickle runs code when loaded, or refuse it where ``allow_pickle`` is false."""
     if settings.parameters.get("allow_pickle", True) is False:
         raise ModelLoadError(
-            f"{path.name} is a pickle, and pickles run code when loaded; allow_pickle is false for model "
-            f"{settings.name!r}. Save the model as skops (.skops) or ONNX (.onnx), or allow pickles."
+            f"{path.name} is a pickle, and pickles run any code they hold when loaded, so prebake refuses them "
+            f"unless you allow it (model {settings.name!r}). If you trust the file: prebake serve --allow-pickle, "
+            'or PREBAKE_ALLOW_PICKLE=1, or "allow_pickle": true in its model-settings.json. Safer: save it as '
+            "skops (.skops) or ONNX (.onnx)."
         )
     log.warning(
         "model %r: loading %s, a pickle: pickles run any code they contain when loaded, so load only files "

@@ -67,6 +67,8 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
                 )
             found[0].name = config.model_name
         for settings in found:
+            # A model's own settings file may allow or refuse pickles; otherwise the server's choice holds.
+            settings.parameters.setdefault("allow_pickle", config.allow_pickle)
             runtime = create_runtime(settings)
             backend.add(
                 ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
