@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from prebake.errors import ConfigError
-from prebake.extend.startup import prepare
+from prebake.extend.startup import PREPARED, prepare
 
 USAGE = 2
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prebake: {error.message}", file=sys.stderr, flush=True)
         return USAGE
     env = dict(os.environ)
+    env[PREPARED] = "1"  # the server's own start-up hook must not prepare (and key) the layer again
     if paths:
         existing = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([*existing, *(str(path) for path in paths)])

@@ -36,6 +36,9 @@ REQUIREMENTS_VARS = ("PREBAKE_EXTRA_REQUIREMENTS", "AZUREML_EXTRA_REQUIREMENTS_T
 PYTHON_PATH_VARS = ("PREBAKE_EXTRA_PYTHON_PATH", "AZUREML_EXTRA_PYTHON_LIB_PATH")
 
 
+PREPARED = "PREBAKE_EXTRAS_PREPARED"  # set by `python -m prebake.extend.launch` for the command it runs
+
+
 def prepare(env: Mapping[str, str], *, app_root: Path, model_dir: Path | None) -> list[Path]:
     """The folders to add to ``sys.path`` for the extra packages and source folders ``env`` asks for.
 
@@ -46,6 +49,8 @@ def prepare(env: Mapping[str, str], *, app_root: Path, model_dir: Path | None) -
     >>> prepare({}, app_root=Path("."), model_dir=None)
     []
     """
+    if env.get(PREPARED) == "1":
+        return []  # done already by the launcher; its layer is on PYTHONPATH
     roots = [app_root] + ([model_dir] if model_dir is not None else [])
     paths: list[Path] = []
     requirements_name, requirements_var = _first(env, REQUIREMENTS_VARS)
