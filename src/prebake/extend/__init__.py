@@ -9,3 +9,8 @@ image recommendations. Each job is one module; nothing here is imported by ``imp
     probe.py      a standalone script check.py runs in a subprocess (or inside the image)
     recommend.py  ``prebake recommend``: the catalog image that matches a saved model or script
 """
+
+# The environment variables that make a start install or add packages (light, so the server can check them
+# without importing the extension code).
+REQUIREMENTS_VARS = ("PREBAKE_EXTRA_REQUIREMENTS", "AZUREML_EXTRA_REQUIREMENTS_TXT")
+PYTHON_PATH_VARS = ("PREBAKE_EXTRA_PYTHON_PATH", "AZUREML_EXTRA_PYTHON_LIB_PATH")

@@ -26,15 +26,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from prebake.errors import ConfigError
+from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
 from prebake.extend.layer import LayerRequest, ensure_layer
 from prebake.extend.pins import image_pins
 
 log = logging.getLogger("prebake.extend")
 
 DEFAULT_CACHE = Path("/var/cache/prebake")
-REQUIREMENTS_VARS = ("PREBAKE_EXTRA_REQUIREMENTS", "AZUREML_EXTRA_REQUIREMENTS_TXT")
-PYTHON_PATH_VARS = ("PREBAKE_EXTRA_PYTHON_PATH", "AZUREML_EXTRA_PYTHON_LIB_PATH")
-
 
 PREPARED = "PREBAKE_EXTRAS_PREPARED"  # set by `python -m prebake.extend.launch` for the command it runs
 

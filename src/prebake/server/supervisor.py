@@ -19,6 +19,7 @@ from types import FrameType
 
 from prebake.cli import exits
 from prebake.config import ServeConfig
+from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
 from prebake.server.logs import configure_logging
 
 logger = logging.getLogger("prebake.supervisor")
@@ -172,15 +173,17 @@ def _describe(code: int) -> str:
 def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(config.log_format, config.log_level)
-    from prebake.errors import ConfigError
-    from prebake.extend.startup import activate, prepare
+    # Only these variables make a start install or add anything; without them the extension code stays unimported.
+    if any(name in os.environ for name in (*REQUIREMENTS_VARS, *PYTHON_PATH_VARS)):
+        from prebake.errors import ConfigError
+        from prebake.extend.startup import activate, prepare
 
-    try:
-        # Extra packages (PREBAKE_EXTRA_REQUIREMENTS) once, before the workers fork: they inherit sys.path.
-        activate(prepare(os.environ, app_root=config.app_root, model_dir=config.model_dir))
-    except ConfigError as error:
-        logger.error("%s", error.message)
-        return exits.USAGE
+        try:
+            # Extra packages once, before the workers fork: they inherit sys.path.
+            activate(prepare(os.environ, app_root=config.app_root, model_dir=config.model_dir))
+        except ConfigError as error:
+            logger.error("%s", error.message)
+            return exits.USAGE
     try:
         sock = bind(config.host, config.port)
     except OSError as error:

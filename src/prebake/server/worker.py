@@ -191,6 +191,7 @@ def _serve(
     uv_config = uvicorn.Config(
         app,
         http="httptools",
+        ws="none",  # no websocket routes: skips importing a websocket stack at every start
         lifespan="off",
         access_log=False,
         log_config=None,
