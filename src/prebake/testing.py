@@ -79,12 +79,26 @@ class ServerProcess:
         return Path(self._log.name).read_text(errors="replace")
 
     def start(self) -> ServerProcess:
-        self.process = subprocess.Popen(
-            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
-        )
+        for _ in range(3):
+            self.process = subprocess.Popen(
+                self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+            )
+            if not self._lost_port_race():
+                break
+            # Another process took the free port between our look and the server's bind: take a new one.
+            self.port = free_port()
+            self.args[self.args.index("--port") + 1] = str(self.port)
         if self.wait_ready:
             self.wait_until_ready()
         return self
+
+    def _lost_port_race(self) -> bool:
+        assert self.process is not None
+        try:
+            code = self.process.wait(0.3)
+        except subprocess.TimeoutExpired:
+            return False
+        return code == 2 and "cannot listen on" in self.logs()
 
     def wait_until_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.start_timeout)

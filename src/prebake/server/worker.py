@@ -91,27 +91,17 @@ def _is_raw(runtime: object) -> bool:
 
 
 def _protocol_routes(backend: ServerBackend, config: ServeConfig) -> list[Route]:
-    """The other protocols, where their modules are present (each one optional and independent)."""
-    import importlib
+    """Open Inference Protocol V2, KServe V1, SageMaker and Vertex AI, all on the one HTTP port."""
+    from prebake.protocols import sagemaker, v1, v2, vertex
 
-    found: list[Route] = []
-    for module_name, kwargs in (
-        ("prebake.protocols.v2", {"max_inflated_bytes": config.max_body_bytes}),
-        ("prebake.protocols.v1", {}),
-        ("prebake.protocols.sagemaker", {}),
-        (
-            "prebake.protocols.vertex",
-            {"health_route": config.health_route, "predict_route": config.predict_route},
+    return [
+        *v2.routes(backend, max_inflated_bytes=config.max_body_bytes),
+        *v1.routes(backend),
+        *sagemaker.routes(backend),
+        *vertex.routes(
+            backend, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        found.extend(module.routes(backend, **{k: v for k, v in kwargs.items() if v is not None}))
-    return found
+    ]
 
 
 def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | None) -> int:
