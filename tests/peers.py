@@ -8,20 +8,14 @@ after. Where it cannot be installed (no network, no PyPI), tests that need it sk
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
-from prebake.testing import free_port
+from prebake.testing import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AZMLINFSRV_VERSION = "1.5.1"
@@ -77,8 +71,11 @@ def azmlinfsrv_venv() -> Path:
     return AZMLINFSRV_VENV
 
 
-class AzmlinfsrvProcess:
-    """``azmlinfsrv --entry_script X --port P`` from the peer venv, ready once ``GET /`` answers 200."""
+class AzmlinfsrvProcess(ServerProcess):
+    """``azmlinfsrv --entry_script X --port P`` from the peer venv, ready once ``GET /`` answers 200.
+
+    gunicorn runs in its own process group, stopped as a whole, so no worker outlives a test.
+    """
 
     def __init__(
         self,
@@ -88,8 +85,10 @@ class AzmlinfsrvProcess:
         start_timeout: float = 60.0,
         wait_ready: bool = True,
     ) -> None:
+        super().__init__(
+            [], ready_path="/", start_timeout=start_timeout, wait_ready=wait_ready, new_session=True
+        )
         self.venv = azmlinfsrv_venv()
-        self.port = free_port()
         self.args = [
             str(self.venv / "bin" / "azmlinfsrv"),
             "--entry_script",
@@ -99,58 +98,3 @@ class AzmlinfsrvProcess:
         ]
         base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         self.env = {**base, "PYTHONPATH": str(self.venv / "shim"), **(env or {})}
-        self.start_timeout = start_timeout
-        self.wait_ready = wait_ready
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="azmlinfsrv-", suffix=".log", delete=False)  # noqa: SIM115
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def logs(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def start(self) -> AzmlinfsrvProcess:
-        self.process = subprocess.Popen(
-            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
-        if self.wait_ready:
-            self.wait_until_ready()
-        return self
-
-    def wait_until_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"azmlinfsrv exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"azmlinfsrv not healthy after {self.start_timeout} s:\n{self.logs()}")
-
-    def stop(self) -> int:
-        """Stop gunicorn and its workers (its own process group) and return the exit code."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
-
-    def __enter__(self) -> AzmlinfsrvProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-        self._log.close()

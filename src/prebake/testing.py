@@ -45,6 +45,7 @@ class ServerProcess:
         start_timeout: float = 30.0,
         wait_ready: bool = True,
         cwd: str | Path | None = None,
+        new_session: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.args = [
@@ -63,6 +64,8 @@ class ServerProcess:
         self.start_timeout = start_timeout
         self.wait_ready = wait_ready
         self.cwd = cwd
+        # In its own process group, stopped as a group: for servers whose workers outlive their parent's death.
+        self.new_session = new_session
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="prebake-server-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -81,7 +84,12 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         for _ in range(3):
             self.process = subprocess.Popen(
-                self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+                self.args,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=self.new_session,
             )
             if not self._lost_port_race():
                 break
@@ -126,13 +134,20 @@ class ServerProcess:
         """SIGTERM, wait, and return the exit code (SIGKILL if it does not stop in time)."""
         assert self.process is not None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal(signal.SIGKILL)
                 self.process.wait()
         return self.process.returncode
+
+    def _signal(self, signum: int) -> None:
+        assert self.process is not None
+        if self.new_session:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
 
     def __enter__(self) -> ServerProcess:
         return self.start()
