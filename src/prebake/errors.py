@@ -7,7 +7,8 @@
      │    ├── UnsupportedMediaType    wrong Content-Type (415)
      │    ├── PayloadTooLarge         body over the configured limit (413)
      │    ├── HeaderTooLarge          a header over its limit (431)
-     │    ├── InvalidInput            well-formed, but not what the model takes (422)
+     │    ├── InvalidInput            well-formed, but not what the model takes (400; 422 for an
+     │    │                           entry script's schema parameter)
      │    ├── NotFound                no such route or model (404)
      │    ├── MethodNotAllowed        route exists, method does not (405)
      │    └── Unauthorized            missing or wrong credentials (401)
@@ -67,7 +68,8 @@ class HeaderTooLarge(RequestError):
 
 
 class InvalidInput(RequestError):
-    status = 422
+    # 400, as Triton, KServe and the V2 spec answer a tensor the model cannot take.
+    status = 400
 
 
 class NotFound(RequestError):

@@ -90,16 +90,17 @@ class TensorCheck:
         shape = self.shape
         if shape is None:
             return x
+        sent = x
         if x.ndim != len(shape):
             # A V2 client often sends one row as shape [features]: add the batch axis back.
             if x.ndim == len(shape) - 1 and shape[0] == -1:
                 x = x[np.newaxis, ...]
             else:
-                raise self.shape_error(x, sent_as)
+                raise self.shape_error(sent, sent_as)
         dims = x.shape
         for axis, size in self._fixed:
             if dims[axis] != size:
-                raise self.shape_error(x, sent_as)
+                raise self.shape_error(sent, sent_as)  # the shape the client sent, not our widened one
         return x
 
     def shape_error(self, x: np.ndarray, sent_as: str | None = None) -> InvalidInput:

@@ -293,7 +293,9 @@ class EntryScriptRuntime(RawRuntime):
         if self._mode is _SCHEMA:
             parameter = azure_schema.conversion_failure(exc)
             if parameter is not None:
-                return InvalidInput(f"Invalid value for parameter {parameter!r}: {exc}", parameter=parameter)
+                return InvalidInput(
+                    f"Invalid value for parameter {parameter!r}: {exc}", status=422, parameter=parameter
+                )
         if self._request_error is not None and isinstance(exc, self._request_error):
             # The script asked AMLRequest for what the body is not (get_json() on text): the client's error.
             status: int = getattr(exc, "status", 400)

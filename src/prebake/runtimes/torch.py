@@ -13,6 +13,7 @@ load. Inputs go to the device and outputs come back to host numpy arrays.
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from prebake.runtimes.arrays import (
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
 from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+
+log = logging.getLogger("prebake.runtimes")
 
 _FLOAT64 = np.dtype("float64")
 _FLOAT32 = np.dtype("float32")
@@ -100,6 +103,8 @@ class TorchRuntime(Runtime):
         settings_plan = plan_from_settings(self.settings.inputs)
         self._cast_float64 = settings_plan is None and all(c.dtype is None for c in checks)
         self.plan = settings_plan or InputPlan(checks)
+        card = f" ({torch.cuda.get_device_name()})" if self.device == "cuda" else ""
+        log.info("model %r: torch on %s%s", self.settings.name, self.device, card)
 
     def _load_script(self, torch: Any, path: Path) -> list[TensorCheck]:
         if not is_torchscript(path):

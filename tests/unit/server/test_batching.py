@@ -114,7 +114,7 @@ def test_a_lone_request_runs_at_once_without_waiting() -> None:
 
 
 def test_a_bad_request_fails_alone_not_its_batch_neighbours() -> None:
-    """One malformed request merged with good ones gets its 422; the good ones still get answers."""
+    """One malformed request merged with good ones gets its 400; the good ones still get answers."""
     rng = np.random.default_rng(3)
     requests = [_request(rng.normal(size=(1, 4))) for _ in range(10)]
     requests.insert(5, _request(rng.normal(size=(1, 7))))
