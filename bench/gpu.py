@@ -20,6 +20,7 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import copy
 import http.client
 import json
 import os
@@ -84,14 +85,23 @@ def export(torch: Any, net: Any, size: int, path: Path) -> None:
     torch.export.save(program, str(path))
 
 
-def raw_throughput(torch: Any, path: Path, device: str, size: int, batch: int, seconds: float) -> float:
-    """Images/s of the exported model alone: host array -> device -> forward -> host array."""
-    program = torch.export.load(str(path))
+def loaded_models(torch: Any, net: Any, pt2: Path, device: str, size: int) -> dict[str, Any]:
+    """The served archive as the torch runtime loads it (``export``), and for comparison the module it was
+    exported from (``eager``) and a TorchScript trace of it (``torchscript``), all on ``device``."""
+    program = torch.export.load(str(pt2))
     if device != "cpu":
         from torch.export.passes import move_to_device_pass
 
         program = move_to_device_pass(program, device)
-    model = program.module()
+    example = torch.randn(2, 3, size, size, device=device)
+    eager = copy.deepcopy(net).to(device)
+    with torch.inference_mode():
+        script = torch.jit.trace(copy.deepcopy(net).to(device), example)
+    return {"export": program.module(), "eager": eager, "torchscript": script}
+
+
+def raw_throughput(torch: Any, model: Any, device: str, size: int, batch: int, seconds: float) -> float:
+    """Images/s of a model alone: host array -> device -> forward -> host array."""
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
 
     def step() -> None:
@@ -245,6 +255,8 @@ def main() -> int:
         "batch": args.batch,
         "seconds": args.seconds,
         "raw": {},
+        "raw_eager": {},
+        "raw_torchscript": {},
         "server": [],
     }
 
@@ -254,9 +266,14 @@ def main() -> int:
     net = resnet18(torch)
     pt2 = work / "resnet18.pt2"
     export(torch, net, size, pt2)
-    for batch in sorted({1, 8, args.batch}):
-        record["raw"][str(batch)] = raw_throughput(torch, pt2, device, size, batch, min(args.seconds, 4.0))
-        print(f"raw batch {batch}: {record['raw'][str(batch)]:,.0f} images/s", flush=True)
+    for kind, model in loaded_models(torch, net, pt2, device, size).items():
+        # The served kind at every size; the others at the two sizes that bound the table.
+        for batch in sorted({1, 8, args.batch} if kind == "export" else {1, args.batch}):
+            rate = raw_throughput(torch, model, device, size, batch, min(args.seconds, 4.0))
+            record["raw" if kind == "export" else f"raw_{kind}"][str(batch)] = rate
+            print(f"raw {kind} batch {batch}: {rate:,.0f} images/s", flush=True)
+    if device == "cuda":
+        torch.cuda.empty_cache()
     save()
 
     image = np.random.default_rng(1).normal(size=(1, 3, size, size)).astype(np.float32)
@@ -335,8 +352,19 @@ def render(record: dict[str, Any]) -> str:
         f"{record['image_size']}x{record['image_size']} FP32 image per request as a binary tensor, output asked "
         f"as binary; {record['seconds']:.0f} s per point after a warm-up, closed-loop clients (bench/loadgen.py).",
         "",
-        f"Raw model, host to device and back (the limit): batch 1 {raw['1']:,.0f} images/s, "
+        f"Raw model (the served torch.export archive alone), host to device and back, the limit: batch 1 {raw['1']:,.0f} images/s, "
         + ", ".join(f"batch {b} {raw[b]:,.0f}" for b in sorted(raw, key=int) if b != "1")
+        + ".",
+        "",
+        "The same network in the other forms, for comparison (prebake serves the archive and the TorchScript file; the module needs its code): "
+        + "; ".join(
+            f"{label} " + ", ".join(f"batch {b} {rates[b]:,.0f}" for b in sorted(rates, key=int))
+            for label, rates in (
+                ("the nn.Module before export", record.get("raw_eager", {})),
+                ("TorchScript trace", record.get("raw_torchscript", {})),
+            )
+            if rates
+        )
         + ".",
         "",
         "| workers | concurrency | unbatched images/s | batched images/s | batched / unbatched | "
