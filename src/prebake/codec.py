@@ -42,13 +42,17 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
     "BYTES": np.dtype(object),
+    # bfloat16 has no numpy dtype: two bytes on the wire, float32 once decoded (float32's upper half,
+    # so exact). Frameworks cast to their own bfloat16 where the model takes it.
+    "BF16": np.dtype("<u2"),
 }
 DATATYPES: tuple[str, ...] = tuple(_DTYPES)
 # JSON numbers parse into native byte order; built once, as newbyteorder() costs on the hot path.
 _NATIVE: dict[str, np.dtype[Any]] = {name: dt.newbyteorder("=") for name, dt in _DTYPES.items()}
 _BY_KIND_SIZE: dict[tuple[str, int], str] = {
-    (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name != "BYTES"
+    (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name not in ("BYTES", "BF16")
 }
+_FLOAT32 = np.dtype("float32")
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
 _EMPTY = memoryview(b"")
@@ -142,7 +146,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
         array = _bool_array(tensor, data)
     else:
         try:
-            array = np.asarray(data, dtype=_NATIVE[datatype])
+            array = np.asarray(data, dtype=_FLOAT32 if datatype == "BF16" else _NATIVE[datatype])
         except (ValueError, TypeError, OverflowError) as exc:
             raise bad(f"tensor '{tensor}': data does not fit datatype {datatype}: {exc}") from None
     return _reshape(tensor, array, shape)
@@ -241,7 +245,17 @@ def decode_binary_tensor(tensor: str, datatype: Any, shape: Any, buffer: bytes |
             f"tensor '{tensor}': shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"got {len(buffer)}"
         )
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    return bf16_to_float32(array) if datatype == "BF16" else array
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values, given as their 16 bits, as float32 (the same number).
+
+    >>> bf16_to_float32(np.array([0x3F80, 0xC000], dtype="<u2")).tolist()
+    [1.0, -2.0]
+    """
+    return (bits.astype("<u4") << 16).view("<f4")
 
 
 def deserialize_bytes(tensor: str, buffer: bytes | memoryview, count: int) -> np.ndarray:

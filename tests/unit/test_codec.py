@@ -77,6 +77,17 @@ def test_binary_tensor_round_trip(datatype: str) -> None:
     assert codec.encode_binary_tensor(array) == raw
 
 
+def test_bf16_arrives_as_float32_holding_the_same_numbers() -> None:
+    """BF16 (no numpy dtype): two bytes an element on the wire, float32 once decoded, from binary and JSON."""
+    values = np.array([1.0, -2.5, 0.15625, 2.0**100], dtype=np.float32)  # each exact in bfloat16
+    wire = (values.view("<u4") >> 16).astype("<u2").tobytes()
+    array = codec.decode_binary_tensor("h", "BF16", [2, 2], wire)
+    assert array.dtype == np.float32 and array.reshape(-1).tolist() == values.tolist()
+    assert codec.decode_json_tensor("h", "BF16", [4], values.tolist()).dtype == np.float32
+    with pytest.raises(InvalidInput, match="'h'.*needs 8 bytes, got 16"):
+        codec.decode_binary_tensor("h", "BF16", [4], values.tobytes())  # float32 bytes sent as BF16
+
+
 def test_binary_bytes_elements_are_length_prefixed() -> None:
     """BYTES binary data is a 4-byte little-endian length before each element, both ways."""
     raw = struct.pack("<I", 2) + b"hi" + struct.pack("<I", 0) + struct.pack("<I", 3) + b"\x00\xffz"

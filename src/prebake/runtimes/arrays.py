@@ -37,6 +37,8 @@ V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype("object"),
 }
 _NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
+#: V2 datatypes with no numpy dtype: the array a request brings for them (the codec decodes BF16 to float32).
+V2_AS_NUMPY = {"BF16": np.dtype("float32")}
 
 
 def v2_datatype(dtype: Any) -> str:
@@ -53,10 +55,14 @@ def v2_datatype(dtype: Any) -> str:
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
     """The numpy dtype for a V2 datatype name; ValueError for an unknown one."""
+    name = datatype.upper()
+    if name in V2_AS_NUMPY:
+        return V2_AS_NUMPY[name]
     try:
-        return V2_TO_NUMPY[datatype.upper()]
+        return V2_TO_NUMPY[name]
     except KeyError:
-        raise ValueError(f"unknown datatype {datatype!r}; expected one of {', '.join(V2_TO_NUMPY)}") from None
+        known = ", ".join([*V2_TO_NUMPY, *V2_AS_NUMPY])
+        raise ValueError(f"unknown datatype {datatype!r}; expected one of {known}") from None
 
 
 def shape_text(shape: Iterable[int]) -> str:
@@ -67,17 +73,25 @@ class TensorCheck:
     """One input the model takes: its name, the dtype it is cast to (None: left as sent), and its shape
     with -1 for any size (None: any shape). ``coerce`` returns the array ready for the framework."""
 
-    __slots__ = ("name", "dtype", "shape", "_fixed")
+    __slots__ = ("name", "dtype", "shape", "datatype", "_fixed")
 
-    def __init__(self, name: str, dtype: np.dtype[Any] | None, shape: Sequence[int] | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dtype: np.dtype[Any] | None,
+        shape: Sequence[int] | None,
+        datatype: str | None = None,
+    ) -> None:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(shape) if shape is not None else None
+        # The V2 datatype the metadata reports where the dtype does not say it (BF16 arrives as float32).
+        self.datatype = datatype
         # (axis, size) for each dimension the model fixes; checked on every call.
         self._fixed = tuple((i, d) for i, d in enumerate(self.shape or ()) if d >= 0)
 
     def spec(self) -> TensorSpec:
-        datatype = v2_datatype(self.dtype) if self.dtype is not None else "FP64"
+        datatype = self.datatype or (v2_datatype(self.dtype) if self.dtype is not None else "FP64")
         return TensorSpec(self.name, datatype, list(self.shape) if self.shape is not None else [-1])
 
     def coerce(self, x: np.ndarray, sent_as: str | None = None) -> np.ndarray:
@@ -182,7 +196,9 @@ def plan_from_settings(specs: Sequence[TensorSpec]) -> InputPlan | None:
     """An InputPlan from the inputs a settings file declares, or None where it declares none."""
     if not specs:
         return None
-    return InputPlan([TensorCheck(s.name, numpy_dtype(s.datatype), s.shape) for s in specs])
+    return InputPlan(
+        [TensorCheck(s.name, numpy_dtype(s.datatype), s.shape, s.datatype.upper()) for s in specs]
+    )
 
 
 def tabular_plan(

@@ -80,6 +80,7 @@ class TorchRuntime(Runtime):
         self.plan: InputPlan | None = None
         self._torch: Any = None
         self._cast_float64 = True
+        self._casts: list[Any] = []
         self._output_names = [s.name for s in self.settings.outputs]
         self._output_specs: list[TensorSpec] = []
 
@@ -103,6 +104,8 @@ class TorchRuntime(Runtime):
         settings_plan = plan_from_settings(self.settings.inputs)
         self._cast_float64 = settings_plan is None and all(c.dtype is None for c in checks)
         self.plan = settings_plan or InputPlan(checks)
+        # Inputs the model takes as bfloat16 arrive as float32 (numpy has no bfloat16): cast on the device.
+        self._casts = [torch.bfloat16 if c.datatype == "BF16" else None for c in self.plan.checks]
         card = f" ({torch.cuda.get_device_name()})" if self.device == "cuda" else ""
         log.info("model %r: torch on %s%s", self.settings.name, self.device, card)
 
@@ -132,16 +135,18 @@ class TorchRuntime(Runtime):
                 continue
             value = placeholders[spec.arg.name].meta.get("val")
             dtype = _numpy_dtype(torch, value.dtype) if value is not None else None
-            checks.append(
-                TensorCheck(spec.arg.name, dtype, _shape(value.shape) if value is not None else None)
-            )
+            shape = _shape(value.shape) if value is not None else None
+            bf16 = value is not None and value.dtype == torch.bfloat16
+            checks.append(TensorCheck(spec.arg.name, dtype, shape, "BF16" if bf16 else None))
         output_node = next(n for n in program.graph.nodes if n.op == "output")
         for i, node in enumerate(output_node.args[0]):
             value = getattr(node, "meta", {}).get("val")
             if value is not None and hasattr(value, "dtype"):
                 name = self._output_names[i] if i < len(self._output_names) else f"output-{i}"
                 spec_dtype = _numpy_dtype(torch, value.dtype)
-                self._output_specs.append(TensorSpec(name, v2_datatype(spec_dtype), _shape(value.shape)))
+                # bfloat16 outputs come back as float32 (see _to_host).
+                datatype = v2_datatype(spec_dtype) if spec_dtype is not None else "FP32"
+                self._output_specs.append(TensorSpec(name, datatype, _shape(value.shape)))
         self.batchable = all(c.shape and c.shape[0] == -1 for c in checks)
         self.model = program.module()
         return checks
@@ -159,13 +164,15 @@ class TorchRuntime(Runtime):
         try:
             with torch.inference_mode():
                 tensors = []
-                for a in arrays:
+                for a, cast in zip(arrays, self._casts, strict=True):
                     if self._cast_float64 and a.dtype == _FLOAT64:
                         a = a.astype(_FLOAT32)
                     elif not a.flags.writeable:
                         a = a.copy()  # torch refuses to share memory it may not write
                     t = torch.from_numpy(a)
-                    tensors.append(t if on_cpu else t.to(self.device, non_blocking=True))
+                    if not on_cpu or cast is not None:
+                        t = t.to(self.device, dtype=cast, non_blocking=True)
+                    tensors.append(t)
                 result = self.model(*tensors)
                 outputs = name_outputs(_to_host(result), self._output_names)
         except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
@@ -188,7 +195,10 @@ class TorchRuntime(Runtime):
 
 def _to_host(result: Any) -> Any:
     if hasattr(result, "detach"):
-        return result.detach().cpu().numpy()
+        result = result.detach()
+        if str(result.dtype) == "torch.bfloat16":
+            result = result.float()  # numpy has no bfloat16; float32 holds every value exactly
+        return result.cpu().numpy()
     if isinstance(result, dict):
         return {k: _to_host(v) for k, v in result.items()}
     if isinstance(result, list | tuple):

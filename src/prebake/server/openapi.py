@@ -30,7 +30,7 @@ Operation = dict[str, Any]
 OPENAPI_PATH = "/openapi.json"
 V2_DATATYPES = (
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
+    "FP16", "FP32", "FP64", "BYTES", "BF16",
 )  # fmt: skip
 
 # -- shared schemas -------------------------------------------------------------------------------------

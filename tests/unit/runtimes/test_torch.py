@@ -99,3 +99,26 @@ def test_cuda_asked_without_gpu(torchscript_file: Path) -> None:
         pytest.skip("a CUDA device is present; tests/gpu covers this machine")
     with pytest.raises(ModelLoadError, match="no CUDA device"):
         load(torchscript_file, "torch", device="cuda")
+
+
+def test_bfloat16_model_takes_bf16_and_answers_float32(tmp_path: Path, torch_net: Any, iris: Any) -> None:
+    """A bfloat16 .pt2 says BF16 in its metadata, casts what arrives (float32: how BF16 is decoded) to
+    bfloat16, and gives the output back as float32 (numpy has no bfloat16), equal to the model's own."""
+    torch = need("torch")
+    import copy
+
+    net = copy.deepcopy(torch_net).to(torch.bfloat16)
+    program = torch.export.export(
+        net, (torch.randn(2, 4, dtype=torch.bfloat16),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+    )
+    torch.export.save(program, str(tmp_path / "bf16.pt2"))
+    model = load(tmp_path / "bf16.pt2", "torch", device="cpu")
+    meta = model.metadata()
+    assert [s.to_dict() for s in meta.inputs] == [{"name": "x", "datatype": "BF16", "shape": [-1, 4]}]
+    assert meta.outputs[0].datatype == "FP32"
+    x = iris[0][:5].astype(np.float32)
+    got = model.predict(request(x=x)).outputs["output-0"]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x).to(torch.bfloat16)).float().numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
