@@ -25,6 +25,7 @@ import io
 from typing import Any
 
 import numpy as np
+import orjson
 
 from prebake import codec
 from prebake.errors import ModelNotReady, PrebakeError, UnsupportedMediaType
@@ -151,8 +152,23 @@ def _csv_value(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def error_body(status: int, message: str, request_id: str) -> bytes:
+    """prebake's {"error": ...} plus the ``code`` and ``message`` botocore reads, so boto3 raises the
+    SageMaker Runtime exception a user already handles (ValidationError, ModelError, ServiceUnavailable)."""
+    if status == 503:
+        code = "ServiceUnavailable"
+    elif status < 500:
+        code = "ValidationError"
+    else:
+        code = "ModelError"
+    return orjson.dumps({"error": message, "code": code, "message": message, "request_id": request_id})
+
+
 def routes(backend: Backend) -> list[Route]:
-    """The SageMaker routes for ``backend``'s default model."""
+    """The SageMaker routes: the container contract (``/ping``, ``/invocations``) for ``backend``'s default
+    model, and the SageMaker Runtime API path that boto3's ``invoke_endpoint`` posts to, so a client
+    written for an endpoint works against prebake unchanged (``endpoint_url=``): there the endpoint name
+    picks the model where one has that name."""
 
     async def ping(request: Request) -> Response:
         name = backend.default_model()
@@ -161,7 +177,8 @@ def routes(backend: Backend) -> list[Route]:
         return Response(b"", status=503, content_type=None)
 
     async def invocations(request: Request) -> Response:
-        name = backend.default_model()
+        endpoint = request.path_params.get("endpoint")
+        name = endpoint if endpoint in backend.model_names() else backend.default_model()
         if name is None:
             raise ModelNotReady("no model is ready to serve invocations")
         if backend.is_raw(name):
@@ -181,5 +198,6 @@ def routes(backend: Backend) -> list[Route]:
 
     return [
         Route(("GET",), "/ping", ping, public=True),
-        Route(("POST",), "/invocations", invocations),
+        Route(("POST",), "/invocations", invocations, error_body=error_body),
+        Route(("POST",), "/endpoints/{endpoint}/invocations", invocations, error_body=error_body),
     ]
