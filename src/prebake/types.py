@@ -61,6 +61,9 @@ class InferenceResponse:
     model_version: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
+    #: Seconds the model's predict call took for this response (its batch's, when batched); set by the
+    #: server for the statistics extension, never sent.
+    compute_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -110,6 +113,8 @@ class Backend(Protocol):
     def metadata(self, name: str, version: str | None = None) -> ModelMetadata: ...
 
     def repository_index(self) -> list[dict[str, Any]]: ...
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]: ...
 
     async def load(self, name: str) -> None: ...
 

@@ -112,6 +112,10 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
             models = [m for m in models if m.get("state") == "READY"]
         return Response(codec.dumps(models))
 
+    async def statistics(request: Request) -> Response:
+        name, version = request.path_params.get("name"), request.path_params.get("version")
+        return Response(codec.dumps({"model_stats": backend.statistics(name, version)}))
+
     async def load(request: Request) -> Response:
         _repository_parameters(request, allowed=())
         await backend.load(request.path_params["name"])
@@ -133,6 +137,9 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         Route(("GET",), f"{versioned}/ready", model_ready),
         Route(("GET",), f"{model}/config", model_config),
         Route(("GET",), f"{versioned}/config", model_config),
+        Route(("GET",), "/v2/models/stats", statistics),
+        Route(("GET",), f"{model}/stats", statistics),
+        Route(("GET",), f"{versioned}/stats", statistics),
         Route(("GET",), model, metadata_model),
         Route(("GET",), versioned, metadata_model),
         Route(("POST",), "/v2/repository/index", repository_index),

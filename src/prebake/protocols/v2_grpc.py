@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 import prebake
 from prebake import codec
@@ -316,6 +317,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ],
             )
             return pb.ModelConfigResponse(config=config)
+
+        return await _guard(context, work, self.authorize)
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        # The same numbers as GET /v2/models/stats; an empty name asks for every model, as in Triton.
+        async def work() -> pb.ModelStatisticsResponse:
+            stats = self.backend.statistics(request.name or None, request.version or None)
+            return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
 
         return await _guard(context, work, self.authorize)
 

@@ -7,6 +7,7 @@ or, for batchable models with batching on, to the model's batcher.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,9 +15,10 @@ from typing import Any
 
 from prebake.errors import ModelLoadError, ModelNotReady, NotFound, PrebakeError
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
-from prebake.server.batching import Batcher
+from prebake.server.batching import Batcher, request_rows, timed_predict
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
+from prebake.server.statistics import model_statistics
 from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult
 
 logger = logging.getLogger("prebake.backend")
@@ -148,6 +150,12 @@ class ServerBackend:
             for e in self.entries.values()
         ]
 
+    def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Triton's per-model statistics, the whole server's: of ``name``, or of every model."""
+        entries = [self._entry(name, version)] if name else list(self.entries.values())
+        models = [(e.name, e.settings.version if e.settings and e.settings.version else "") for e in entries]
+        return model_statistics(self.metrics.statistics(), models)
+
     async def load(self, name: str) -> None:
         entry = self._entry(name)
         if entry.state == "READY":
@@ -173,11 +181,17 @@ class ServerBackend:
         if not isinstance(runtime, Runtime):
             raise PrebakeError(f"model {name!r} takes raw requests only", status=400)
         started = time.perf_counter()
-        if entry.batcher is not None:
-            response: InferenceResponse = await entry.batcher.submit(request)
-        else:
-            response = await self.executor.run(runtime.predict, request)
-            self.metrics.observe_run(name, time.perf_counter() - started)
+        try:
+            if entry.batcher is not None:
+                response: InferenceResponse = await entry.batcher.submit(request)
+            else:
+                response = await self.executor.run(functools.partial(timed_predict, runtime), request)
+                self.metrics.observe_run(name, time.perf_counter() - started)
+                self.metrics.observe_execution(name, request_rows(request), response.compute_s)
+        except BaseException:
+            self.metrics.observe_inference(name, False, time.perf_counter() - started, 0.0)
+            raise
+        self.metrics.observe_inference(name, True, time.perf_counter() - started, response.compute_s)
         response.model_name = response.model_name or name
         if response.model_version is None and entry.settings is not None:
             response.model_version = entry.settings.version

@@ -13,6 +13,7 @@ requested outputs and parameters. Inputs are concatenated on axis 0; every outpu
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from typing import Any
@@ -26,7 +27,7 @@ from prebake.server.metrics import Metrics
 from prebake.types import InferenceRequest, InferenceResponse
 
 
-def _rows(request: InferenceRequest) -> int:
+def request_rows(request: InferenceRequest) -> int:
     first = next(iter(request.inputs.values()), None)
     return int(first.shape[0]) if first is not None and first.ndim > 0 else 0
 
@@ -70,6 +71,7 @@ class Batcher:
     ) -> None:
         self.name = name
         self.runtime = runtime
+        self._timed = functools.partial(timed_predict, runtime)
         self.executor = executor
         self.metrics = metrics
         self.max_batch_size = max_batch_size
@@ -83,7 +85,7 @@ class Batcher:
         self._idle.set()
 
     async def submit(self, request: InferenceRequest) -> InferenceResponse:
-        rows = _rows(request)
+        rows = request_rows(request)
         if self._running < self.slots and not self._pending:
             # Idle model: run now, alone, with no batching overhead at all.
             self._running += 1
@@ -108,9 +110,10 @@ class Batcher:
     # -- internals --------------------------------------------------------------------------------------
     async def _predict_one(self, request: InferenceRequest, rows: int) -> InferenceResponse:
         started = time.perf_counter()
-        response = await self.executor.run(self.runtime.predict, request)
+        response = await self.executor.run(self._timed, request)
         self.metrics.observe_run(self.name, time.perf_counter() - started)
         self.metrics.observe_batch(self.name, rows)
+        self.metrics.observe_execution(self.name, rows, response.compute_s)
         return response
 
     def _release(self) -> None:
@@ -197,7 +200,9 @@ class Batcher:
                     _fail(future, error)
                 return
             self.metrics.observe_run(self.name, time.perf_counter() - started)
-            self.metrics.observe_batch(self.name, sum(item[2] for item in batch))
+            rows = sum(item[2] for item in batch)
+            self.metrics.observe_batch(self.name, rows)
+            self.metrics.observe_execution(self.name, rows, responses[0].compute_s)
             for (_, future, _, _), response in zip(batch, responses, strict=True):
                 _deliver(future, response)
         finally:
@@ -212,25 +217,36 @@ class Batcher:
             outputs=first.outputs,
             input_parameters=first.input_parameters,
         )
+        started = time.perf_counter()
         result = self.runtime.predict(merged)
-        total = sum(_rows(r) for r in requests)
+        compute_s = time.perf_counter() - started
+        total = sum(request_rows(r) for r in requests)
         if any(out.ndim == 0 or out.shape[0] != total for out in result.outputs.values()):
             # The runtime said it batches but its outputs are not row-aligned: be correct, not fast.
-            return [self.runtime.predict(r) for r in requests]
+            return [timed_predict(self.runtime, r) for r in requests]
         responses = []
         start = 0
         for request in requests:
-            stop = start + _rows(request)
+            stop = start + request_rows(request)
             responses.append(
                 InferenceResponse(
                     outputs={name: out[start:stop] for name, out in result.outputs.items()},
                     model_name=result.model_name,
                     model_version=result.model_version,
                     parameters=result.parameters,
+                    compute_s=compute_s,
                 )
             )
             start = stop
         return responses
+
+
+def timed_predict(runtime: Runtime, request: InferenceRequest) -> InferenceResponse:
+    """``runtime.predict`` on a scoring thread, noting on the response how long the model took."""
+    started = time.perf_counter()
+    response = runtime.predict(request)
+    response.compute_s = time.perf_counter() - started
+    return response
 
 
 def _deliver(future: asyncio.Future[InferenceResponse], response: InferenceResponse) -> None:

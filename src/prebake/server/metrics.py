@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ class Metrics:
         self.latency: dict[Labels, list[float]] = {}  # (route, model) -> bucket counts + [sum, count]
         self.run_time: dict[Labels, list[float]] = {}  # (model,) -> same layout, scoring time only
         self.batch_size: dict[Labels, list[float]] = {}  # (model,) -> rows per predict call
+        # For the V2 statistics extension (GET /v2/models/stats, gRPC ModelStatistics):
+        self.executions: dict[Labels, list[float]] = {}  # (model, rows) -> [predict calls, seconds]
+        self.inferences: dict[Labels, list[float]] = {}  # (model,) -> INFERENCE_FIELDS
+        self.last_inference: dict[Labels, int] = {}  # (model,) -> ms since the epoch (merged by max)
         self.in_flight = 0
         self._dirty = True
 
@@ -42,12 +47,33 @@ class Metrics:
     def observe_batch(self, model: str, rows: int) -> None:
         _observe(self.batch_size, (model,), float(rows), BATCH_BUCKETS)
 
+    def observe_execution(self, model: str, rows: int, seconds: float) -> None:
+        """One predict call of ``rows`` rows (a batch or a single request) that took ``seconds``."""
+        row = self.executions.setdefault((model, str(rows)), [0.0, 0.0])
+        row[0] += 1
+        row[1] += seconds
+        self._dirty = True
+
+    def observe_inference(self, model: str, ok: bool, seconds: float, compute_seconds: float) -> None:
+        """One inference request, from the backend taking it to its answer; ``compute_seconds`` of it
+        in the model (the rest waited for a scoring thread or a batch)."""
+        row = self.inferences.setdefault((model,), [0.0] * len(INFERENCE_FIELDS))
+        row[0 if ok else 2] += 1
+        row[1 if ok else 3] += seconds
+        row[4] += compute_seconds
+        row[5] += max(0.0, seconds - compute_seconds)
+        self.last_inference[(model,)] = int(time.time() * 1000)
+        self._dirty = True
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": [[list(k), v] for k, v in self.requests.items()],
             "latency": [[list(k), v] for k, v in self.latency.items()],
             "run_time": [[list(k), v] for k, v in self.run_time.items()],
             "batch_size": [[list(k), v] for k, v in self.batch_size.items()],
+            "executions": [[list(k), v] for k, v in self.executions.items()],
+            "inferences": [[list(k), v] for k, v in self.inferences.items()],
+            "last_inference": [[list(k), v] for k, v in self.last_inference.items()],
             "in_flight": self.in_flight,
         }
 
@@ -64,6 +90,21 @@ class Metrics:
 
     def render(self) -> bytes:
         """Prometheus text format of this worker's numbers plus every other worker's last snapshot."""
+        return _render(self.snapshots())
+
+    def statistics(self) -> dict[str, dict[Labels, Any]]:
+        """The whole server's numbers for the V2 statistics extension (every worker's, added up)."""
+        snaps = self.snapshots()
+        merged = {key: _merge(snaps, key) for key in ("executions", "inferences")}
+        last: dict[Labels, Any] = {}
+        for snap in snaps:
+            for labels, ms in snap.get("last_inference", []):
+                last[tuple(labels)] = max(ms, last.get(tuple(labels), 0))
+        merged["last_inference"] = last
+        return merged
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """This worker's snapshot and every other worker's last one."""
         totals = [self.snapshot()]
         if self.directory is not None:
             mine = f"{os.getpid()}.json"
@@ -75,9 +116,11 @@ class Metrics:
                     if path.name.startswith("dead-"):
                         snap["in_flight"] = 0
                     totals.append(snap)
-        return _render(totals)
+        return totals
 
 
+#: The per-model inference row: successes and their seconds, failures and theirs, model seconds, waiting seconds.
+INFERENCE_FIELDS = ("success", "success_s", "fail", "fail_s", "compute_s", "queue_s")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 

@@ -193,6 +193,21 @@ _OPS: dict[str, Operation] = {
         "responses": {"200": _ok({**_json(_V2_INFER_RESPONSE), **_BINARY})},
         "errors": ["400", "401", "404", "413", "415", "422", "504"],
     },
+    "v2.statistics": {
+        "summary": "Per-model statistics (Triton's statistics extension): counts and durations in ns",
+        "responses": {
+            "200": _ok(
+                _json(
+                    {
+                        "type": "object",
+                        "required": ["model_stats"],
+                        "properties": {"model_stats": {"type": "array", "items": _OBJECT}},
+                    }
+                )
+            )
+        },
+        "errors": ["404"],
+    },
     "v2.repository_index": {
         "summary": "Every model and its state",
         "requestBody": {

@@ -92,6 +92,12 @@ class ComputingBackend:
             for n, s in self.states.items()
         ]
 
+    def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        names = [name] if name else list(self.states)
+        for each in names:
+            self._known(each, version)
+        return [{"name": each, "version": version or "", "inference_count": 0} for each in names]
+
     async def load(self, name: str) -> None:
         self._known(name)
         self.states[name] = "READY"

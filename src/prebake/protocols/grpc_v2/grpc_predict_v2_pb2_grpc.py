@@ -57,6 +57,11 @@ class GRPCInferenceServiceStub(object):
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
                 response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
                 )
+        self.ModelStatistics = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelStatistics',
+                request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.SerializeToString,
+                response_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.FromString,
+                )
         self.RepositoryIndex = channel.unary_unary(
                 '/inference.GRPCInferenceService/RepositoryIndex',
                 request_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.RepositoryIndexRequest.SerializeToString,
@@ -127,6 +132,13 @@ class GRPCInferenceServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelStatistics(self, request, context):
+        """Triton's statistics extension: per-model counts and durations (perf_analyzer asks for them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RepositoryIndex(self, request, context):
         """Model repository extension.
         """
@@ -188,6 +200,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelConfig,
                     request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.FromString,
                     response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.SerializeToString,
+            ),
+            'ModelStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelStatistics,
+                    request_deserializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.FromString,
+                    response_serializer=prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.SerializeToString,
             ),
             'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.RepositoryIndex,
@@ -347,6 +364,23 @@ class GRPCInferenceService(object):
         return grpc.experimental.unary_unary(request, target, '/inference.GRPCInferenceService/ModelConfig',
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigRequest.SerializeToString,
             prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelConfigResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ModelStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/inference.GRPCInferenceService/ModelStatistics',
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsRequest.SerializeToString,
+            prebake_dot_protocols_dot_grpc__v2_dot_grpc__predict__v2__pb2.ModelStatisticsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
