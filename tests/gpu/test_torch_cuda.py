@@ -36,3 +36,22 @@ def test_batching_contract_on_cuda(gpu_models: dict[str, Any], kind: str) -> Non
     """On the GPU too, eight rows at once equal eight one-row calls concatenated."""
     x = np.random.default_rng(1).normal(size=(8, 4))
     assert_batching(load(gpu_models[kind], "torch", device="cuda"), x, rtol=1e-4)
+
+
+def test_bfloat16_model_on_cuda(gpu_models: dict[str, Any], tmp_path: Any) -> None:
+    """A bfloat16 archive on the GPU: float32 arrives, is cast to bfloat16 on the device, and the answer
+    comes back as float32 close to the same model's on the CPU (bfloat16 keeps about 3 digits)."""
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(gpu_models["net"]).to(torch.bfloat16)
+    example = (torch.randn(2, 4, dtype=torch.bfloat16),)
+    program = torch.export.export(net, example, dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    torch.export.save(program, str(tmp_path / "bf16.pt2"))
+    x = np.random.default_rng(2).normal(size=(16, 4)).astype(np.float32)
+    gpu = load(tmp_path / "bf16.pt2", "torch", device="cuda")
+    got = gpu.predict(request(x=x)).outputs["output-0"]
+    cpu = load(tmp_path / "bf16.pt2", "torch", device="cpu").predict(request(x=x)).outputs["output-0"]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, cpu, rtol=2e-2, atol=2e-2)
