@@ -20,19 +20,6 @@ from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype  # noqa: E
 
 
 @pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, np.ndarray]:
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=1000).fit(x, y)
-    path = tmp_path_factory.mktemp("models") / "iris.joblib"
-    joblib.dump(model, path)
-    return path, model, x[::15]
-
-
-@pytest.fixture(scope="module")
 def server(iris: tuple[Path, Any, np.ndarray]) -> Iterator[tuple[ServerProcess, int]]:
     grpc_port = free_port()
     with ServerProcess([str(iris[0]), "--grpc-port", str(grpc_port)]) as process:

@@ -18,19 +18,6 @@ pytest.importorskip("prebake.runtimes.sklearn", reason="the sklearn runtime is n
 
 
 @pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, np.ndarray]:
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=1000).fit(x, y)
-    path = tmp_path_factory.mktemp("models") / "iris.joblib"
-    joblib.dump(model, path)
-    return path, model, x[::15]
-
-
-@pytest.fixture(scope="module")
 def server(iris: tuple[Path, Any, np.ndarray]) -> Iterator[ServerProcess]:
     with ServerProcess([str(iris[0])]) as process:
         yield process
