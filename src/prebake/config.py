@@ -55,6 +55,7 @@ class ServeConfig:
     api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
     max_header_bytes: int = 64 * 1024
     limit_concurrency: int | None = None
+    header_timeout_s: float = 60.0  # a request head not complete by then: the connection is closed
     max_worker_memory: int | None = None
     allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,6 +205,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     )
     concurrency = _first(flags, env, "limit_concurrency", "PREBAKE_LIMIT_CONCURRENCY")
     memory = _first(flags, env, "max_worker_memory", "PREBAKE_MAX_WORKER_MEMORY")
+    header_timeout = _first(flags, env, "header_timeout", "PREBAKE_HEADER_TIMEOUT_S")
 
     return ServeConfig(
         models=models,
@@ -235,4 +237,15 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
         if concurrency is not None
         else None,
+        header_timeout_s=_seconds(header_timeout, "header timeout") if header_timeout is not None else 60.0,
     )
+
+
+def _seconds(value: Any, what: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise ConfigError(f"{what} must be above 0 seconds, got {value!r}")
+    return seconds

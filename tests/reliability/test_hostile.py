@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -423,22 +425,51 @@ def _open(sock: socket.socket) -> bool:
         return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn has no request-head timeout: a connection that never finishes its headers is held "
-    "forever (and counts against --limit-concurrency); proposed: PREBAKE_HEADER_TIMEOUT_S in worker.py",
-)
 def test_a_connection_that_never_finishes_its_headers_is_closed() -> None:
-    """A connection that sends part of a request head and then nothing is closed by the server within its header timeout."""
+    """Slowloris: a connection that sends part of a request head and then nothing, one that sends
+    nothing, and a second request stalled on a kept-alive connection are all closed by the server
+    within its header timeout; a client that sends whole requests slowly, one after the other, is not."""
     with ServerProcess(
         ["--entry-script", str(SCRIPTS / "work.py")], env={"PREBAKE_HEADER_TIMEOUT_S": "2"}
     ) as server:
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        partial = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        kept = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         try:
-            sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\n")
-            assert wait_for(lambda: not _open(sock), 8), "the server still holds the connection"
+            partial.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\n")
+            request = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+            for _ in range(2):  # whole requests 1.5 s apart: each head is on time, the connection stays
+                kept.sendall(request)
+                assert kept.recv(65536).startswith(b"HTTP/1.1 200"), "a whole request was refused"
+                time.sleep(1.5)
+            kept.sendall(b"POST /score HTTP/1.1\r\n")  # then a head that never ends
+            for sock in (partial, silent, kept):
+                assert wait_for(lambda sock=sock: not _open(sock), 8), "the server still holds a connection"
         finally:
-            sock.close()
+            for sock in (partial, silent, kept):
+                sock.close()
+        with httpx.Client(timeout=10) as client:
+            assert client.post(server.url + "/score", content=b"{}").status_code == 200
+
+
+def test_header_timeout_must_be_positive() -> None:
+    """A header timeout that is not a positive number stops the start with a message saying so."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prebake",
+            "serve",
+            "--entry-script",
+            str(SCRIPTS / "work.py"),
+            "--header-timeout",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "header timeout must be above 0" in result.stderr
 
 
 def test_limit_concurrency_refuses_excess_with_503_and_recovers() -> None:

@@ -112,6 +112,14 @@ from prebake.cli import exits
     help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
 )
 @click.option(
+    "--header-timeout",
+    "header_timeout",
+    type=float,
+    default=None,
+    help="Seconds a client has to send a request's headers; then the connection is closed (slowloris). "
+    "Env: PREBAKE_HEADER_TIMEOUT_S. [default: 60]",
+)
+@click.option(
     "--max-worker-memory",
     "max_worker_memory",
     default=None,

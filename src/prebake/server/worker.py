@@ -167,6 +167,7 @@ def _serve(
     import uvicorn
 
     from prebake.server.app import App
+    from prebake.server.headtimeout import with_head_timeout
 
     app = App(
         routes,
@@ -180,7 +181,7 @@ def _serve(
     )
     uv_config = uvicorn.Config(
         app,
-        http="httptools",
+        http=with_head_timeout(config.header_timeout_s),
         ws="none",  # no websocket routes: skips importing a websocket stack at every start
         lifespan="off",
         access_log=False,
