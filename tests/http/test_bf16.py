@@ -83,3 +83,15 @@ def test_tritonclient_grpc_bf16(server: tuple[ServerProcess, int], bf16_model: t
     finally:
         client.close()
     np.testing.assert_array_equal(result.as_numpy("output-0"), _want(bf16_model[1], rows))
+
+
+def test_a_wrong_input_name_is_a_400_naming_the_one_expected(server: tuple[ServerProcess, int]) -> None:
+    """A model that names its input refuses another name, saying which it takes; the next request works."""
+    import httpx
+
+    url = server[0].url + "/v2/models/half/infer"
+    tensor = {"shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+    wrong = httpx.post(url, json={"inputs": [{"name": "features", **tensor}]}, timeout=30)
+    assert wrong.status_code == 400
+    assert "unknown input 'features'" in wrong.json()["error"] and "'input'" in wrong.json()["error"]
+    assert httpx.post(url, json={"inputs": [{"name": "input", **tensor}]}, timeout=30).status_code == 200

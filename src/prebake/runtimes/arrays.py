@@ -153,18 +153,21 @@ def cast(name: str, x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
 class InputPlan:
     """The inputs a model takes, in the order its framework wants them.
 
-    A model with one input takes the request's first input whatever its name; a model with several
-    takes them by name and refuses a request that misses one or names one it does not know.
+    Inputs are taken by name: a request that misses one or names one the model does not know is refused,
+    naming what the model takes. ``any_name`` relaxes that for a one-input model whose input name is
+    prebake's own invention (``input-0`` of a scikit-learn, XGBoost or LightGBM model, which have none):
+    there the request's single input is taken whatever its name, as MLServer does.
     """
 
-    __slots__ = ("checks", "names", "_single")
+    __slots__ = ("checks", "names", "_single", "_any_name")
 
-    def __init__(self, checks: Sequence[TensorCheck]) -> None:
+    def __init__(self, checks: Sequence[TensorCheck], *, any_name: bool = False) -> None:
         if not checks:
             raise ValueError("a model takes at least one input")
         self.checks = list(checks)
         self.names = [c.name for c in self.checks]
         self._single = self.checks[0] if len(self.checks) == 1 else None
+        self._any_name = any_name
 
     def specs(self) -> list[TensorSpec]:
         return [c.spec() for c in self.checks]
@@ -176,6 +179,15 @@ class InputPlan:
             if not inputs:
                 raise InvalidInput(f"the request has no inputs; the model takes one, {single.name!r}")
             name, x = next(iter(inputs.items()))
+            if name != single.name and not self._any_name:
+                raise InvalidInput(
+                    f"unknown input {name!r}; the model takes one input, {single.name!r}", input=name
+                )
+            if len(inputs) > 1:
+                extra = next(n for n in inputs if n != single.name)
+                raise InvalidInput(
+                    f"unknown input {extra!r}; the model takes one input, {single.name!r}", input=extra
+                )
             return [single.coerce(x, name)]
         missing = [n for n in self.names if n not in inputs]
         if missing:
@@ -211,7 +223,8 @@ def tabular_plan(
     plan = plan_from_settings(settings_inputs)
     if plan is not None:
         return plan
-    return InputPlan([TensorCheck("input-0", dtype, (-1, n_features if n_features is not None else -1))])
+    check = TensorCheck("input-0", dtype, (-1, n_features if n_features is not None else -1))
+    return InputPlan([check], any_name=True)
 
 
 def select_outputs(outputs: dict[str, np.ndarray], requested: list[str] | None) -> dict[str, np.ndarray]:

@@ -103,7 +103,8 @@ class TorchRuntime(Runtime):
             raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
         settings_plan = plan_from_settings(self.settings.inputs)
         self._cast_float64 = settings_plan is None and all(c.dtype is None for c in checks)
-        self.plan = settings_plan or InputPlan(checks)
+        # "input-0" is no Python argument name: it is ours, for a forward() whose arguments are unnamed.
+        self.plan = settings_plan or InputPlan(checks, any_name=[c.name for c in checks] == ["input-0"])
         # Inputs the model takes as bfloat16 arrive as float32 (numpy has no bfloat16): cast on the device.
         self._casts = [torch.bfloat16 if c.datatype == "BF16" else None for c in self.plan.checks]
         card = f" ({torch.cuda.get_device_name()})" if self.device == "cuda" else ""

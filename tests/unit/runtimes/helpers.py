@@ -34,8 +34,9 @@ def request(**inputs: Any) -> InferenceRequest:
 
 def assert_batching(runtime: Runtime, x: np.ndarray, *, rtol: float = 1e-5) -> None:
     """The batching contract: one predict on n rows equals n one-row predicts concatenated, per output."""
-    whole = runtime.predict(request(input=x)).outputs
-    rows = [runtime.predict(request(input=x[i : i + 1])).outputs for i in range(len(x))]
+    name = runtime.metadata().inputs[0].name
+    whole = runtime.predict(request(**{name: x})).outputs
+    rows = [runtime.predict(request(**{name: x[i : i + 1]})).outputs for i in range(len(x))]
     assert set(whole) == set(rows[0])
     for name, value in whole.items():
         assert value.shape[0] == len(x), f"output {name} is not row-aligned"

@@ -17,11 +17,20 @@ from prebake.runtimes.arrays import (
 from prebake.types import InferenceRequest
 
 
-def test_single_input_takes_any_name() -> None:
-    """A one-input model takes the request's first input whatever it is called, cast to its dtype."""
-    plan = InputPlan([TensorCheck("x", np.dtype("float32"), (-1, 2))])
-    (x,) = plan.arrays(InferenceRequest(inputs={"whatever": np.array([[1.0, 2.0]])}))
+def test_single_input_takes_any_name_only_where_the_name_is_ours() -> None:
+    """A one-input model whose input name prebake made up takes the request's input whatever it is
+    called, cast to its dtype; a model that names its input refuses another name with a 400 naming both."""
+    loose = InputPlan([TensorCheck("input-0", np.dtype("float32"), (-1, 2))], any_name=True)
+    (x,) = loose.arrays(InferenceRequest(inputs={"whatever": np.array([[1.0, 2.0]])}))
     assert x.dtype == np.float32 and x.shape == (1, 2)
+    strict = InputPlan([TensorCheck("x", np.dtype("float32"), (-1, 2))])
+    with pytest.raises(
+        InvalidInput, match="unknown input 'whatever'; the model takes one input, 'x'"
+    ) as info:
+        strict.arrays(InferenceRequest(inputs={"whatever": np.array([[1.0, 2.0]])}))
+    assert info.value.status == 400
+    with pytest.raises(InvalidInput, match="unknown input 'y'"):
+        strict.arrays(InferenceRequest(inputs={"x": np.ones((1, 2)), "y": np.ones((1, 2))}))
 
 
 def test_fixed_dimension_checked() -> None:

@@ -16,7 +16,7 @@ from tests.unit.runtimes.helpers import assert_batching, load, need, request
 def test_predict_matches_sklearn(onnx_file: Path, sklearn_model: Any, iris: Any) -> None:
     """The converted classifier's labels and probabilities equal scikit-learn's; ZipMap becomes a matrix."""
     x, _ = iris
-    out = load(onnx_file, "onnx").predict(request(input=x[:10])).outputs
+    out = load(onnx_file, "onnx").predict(request(features=x[:10])).outputs
     np.testing.assert_array_equal(out["output_label"], sklearn_model.predict(x[:10]))
     assert out["output_probability"].shape == (10, 3)
     np.testing.assert_allclose(out["output_probability"], sklearn_model.predict_proba(x[:10]), atol=1e-5)
@@ -41,15 +41,15 @@ def test_two_inputs_by_name(onnx_two_inputs: Path) -> None:
 
 def test_wrong_shape(onnx_file: Path) -> None:
     """Three features for the four-feature graph is InvalidInput naming the graph's shape."""
-    with pytest.raises(InvalidInput, match=r"'x' has shape \[1, 3\]; the model expects \[-1, 4\]"):
-        load(onnx_file, "onnx").predict(request(x=np.ones((1, 3))))
+    with pytest.raises(InvalidInput, match=r"'features' has shape \[1, 3\]; the model expects \[-1, 4\]"):
+        load(onnx_file, "onnx").predict(request(features=np.ones((1, 3))))
 
 
 def test_requested_output(onnx_file: Path, iris: Any) -> None:
     """Asking for one output runs only that one; an unknown output is InvalidInput."""
     x, _ = iris
     model = load(onnx_file, "onnx")
-    req = request(input=x[:2])
+    req = request(features=x[:2])
     req.outputs = ["output_label"]
     assert list(model.predict(req).outputs) == ["output_label"]
     req.outputs = ["logits"]

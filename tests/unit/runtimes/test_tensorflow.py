@@ -15,7 +15,7 @@ from tests.unit.runtimes.helpers import assert_batching, load, request
 def test_saved_model_matches_keras(saved_model_dir: Path, keras_model: Any, iris: Any) -> None:
     """The serving_default signature's output, named as in the signature, equals the model's own."""
     x, _ = iris
-    out = load(saved_model_dir, "tensorflow").predict(request(input=x[:6])).outputs
+    out = load(saved_model_dir, "tensorflow").predict(request(features=x[:6])).outputs
     assert list(out) == ["probs"]
     np.testing.assert_allclose(out["probs"], keras_model(x[:6].astype(np.float32)).numpy(), rtol=1e-5)
 
@@ -24,7 +24,7 @@ def test_saved_model_matches_keras(saved_model_dir: Path, keras_model: Any, iris
 def test_keras_file_matches_keras(fixture: str, request_fixture: Any, keras_model: Any, iris: Any) -> None:
     """A .keras (or legacy .h5) file gives the model's own output under its output layer's name."""
     x, _ = iris
-    out = load(request_fixture(fixture), "tensorflow").predict(request(input=x[:6])).outputs
+    out = load(request_fixture(fixture), "tensorflow").predict(request(features=x[:6])).outputs
     assert list(out) == ["probs"]
     np.testing.assert_allclose(out["probs"], keras_model(x[:6].astype(np.float32)).numpy(), rtol=1e-5)
 
@@ -41,8 +41,8 @@ def test_batching_contract(fixture: str, request_fixture: Any, iris: Any) -> Non
 @pytest.mark.parametrize("fixture", ["saved_model_dir", "keras_file"])
 def test_wrong_width(fixture: str, request_fixture: Any) -> None:
     """Three features for a four-feature signature is InvalidInput naming the shape expected."""
-    with pytest.raises(InvalidInput, match=r"'x' has shape \[1, 3\]; the model expects \[-1, 4\]"):
-        load(request_fixture(fixture), "tensorflow").predict(request(x=np.ones((1, 3))))
+    with pytest.raises(InvalidInput, match=r"'features' has shape \[1, 3\]; the model expects \[-1, 4\]"):
+        load(request_fixture(fixture), "tensorflow").predict(request(features=np.ones((1, 3))))
 
 
 def test_metadata_from_signature(saved_model_dir: Path) -> None:

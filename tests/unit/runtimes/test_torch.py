@@ -24,7 +24,7 @@ def _expected(net: Any, x: np.ndarray) -> np.ndarray:
 def test_predict_matches_forward(fixture: str, request_fixture: Any, torch_net: Any, iris: Any) -> None:
     """Both archive kinds give the module's own forward output, float64 inputs cast to float32."""
     x, _ = iris
-    out = load(request_fixture(fixture), "torch", device="cpu").predict(request(input=x[:6])).outputs
+    out = load(request_fixture(fixture), "torch", device="cpu").predict(request(x=x[:6])).outputs
     assert list(out) == ["output-0"]
     np.testing.assert_allclose(out["output-0"], _expected(torch_net, x[:6]), rtol=1e-5)
 
