@@ -1,8 +1,8 @@
 """PyTorch models: TorchScript (``.pt``/``.pth`` saved with ``torch.jit.save``) and ``torch.export``
 archives (``.pt2`` saved with ``torch.export.save``), on CPU or CUDA.
 
-Inputs are passed to ``forward`` positionally in the order of its arguments (a single-input model takes
-the request's first input whatever its name). A ``.pt2`` archive records each input's dtype and shape,
+Inputs are passed to ``forward`` positionally in the order of its arguments, taken from the request by
+those arguments' names (the metadata gives them; unnamed ones are ``input-0``..., taken by any name). A ``.pt2`` archive records each input's dtype and shape,
 which are checked and cast to; for TorchScript the settings file's ``inputs`` do that, and otherwise
 float64 inputs (what JSON gives) are cast to float32. Outputs: a tensor is ``output-0``, a tuple or list
 ``output-0``, ``output-1``..., a dict keeps its keys; the settings file's ``outputs`` rename them in order.

@@ -44,7 +44,7 @@ def _signature(request: InferenceRequest, ranks: dict[str, int]) -> tuple[Any, .
         if array.ndim == 0 or array.dtype == object:
             return None
         if len(request.inputs) == 1 and len(ranks) == 1:
-            expected = next(iter(ranks.values()))  # a single-input model takes its input by any name
+            expected = next(iter(ranks.values()))  # the runtime checks the name; here only the rank
         else:
             expected = ranks.get(name, array.ndim)
         if array.ndim != expected:
