@@ -16,8 +16,9 @@ from typing import Any
 NOISE = 0.03
 
 
-def _index(record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["server"], r["workload"]): r for r in record["results"]}
+def _index(record: dict[str, Any], suite: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """One suite's results by (server, workload): a server may be measured in several suites."""
+    return {(r["server"], r["workload"]): r for r in record["results"] if r["suite"] == suite}
 
 
 def _load(result: dict[str, Any] | None, concurrency: int) -> dict[str, Any] | None:
@@ -56,7 +57,7 @@ def _per_server(record: dict[str, Any], suite: str) -> list[str]:
         "| server | cold start s (median) | cold starts s | worker RSS MB (iris) | worker RSS MB (forest) |",
         "|---|---:|---|---:|---:|",
     ]
-    idx = _index(record)
+    idx = _index(record, suite)
     seen: list[str] = []
     for r in record["results"]:
         if r["suite"] == suite and r["server"] not in seen:
@@ -101,7 +102,7 @@ def _ratio_row(label: str, pair: tuple[float | None, float | None], need: float,
 
 
 def _targets_azure(record: dict[str, Any]) -> list[str]:
-    idx = _index(record)
+    idx = _index(record, "azure")
     lines = ["| target (issue #3) | measured | verdict |", "|---|---|---|"]
     for workload, need in (("iris", 2.5), ("forest", 1.5)):
         for c in (8, 32):
@@ -136,7 +137,7 @@ def _targets_azure(record: dict[str, Any]) -> list[str]:
 
 
 def _targets_batching(record: dict[str, Any]) -> list[str]:
-    idx = _index(record)
+    idx = _index(record, "batching")
     lines = ["| target (issue #4) | measured | verdict |", "|---|---|---|"]
 
     def load(server: str, c: int) -> dict[str, Any] | None:
@@ -173,6 +174,24 @@ def _targets_batching(record: dict[str, Any]) -> list[str]:
         lines.append(
             f"| c={c}: p99 <= unbatched | {_fmt(a, '.2f')} vs {_fmt(b, '.2f')} ms | {_verdict(ok)} |"
         )
+    return lines
+
+
+def _targets_protocols(record: dict[str, Any]) -> list[str]:
+    """Issue #4: prebake ahead of MLServer and KServe on requests/s at every concurrency, p99 no higher,
+    each protocol against the peer that speaks it."""
+    idx = _index(record, "protocols")
+    lines = ["| target (issue #4) | measured | verdict |", "|---|---|---|"]
+    pairs = (("prebake-v2", "mlserver"), ("prebake-v2", "kserve-v2"), ("prebake-v1", "kserve"))
+    for c in record["plan"]["concurrency"]:
+        for ours, peer in pairs:
+            a, b = _load(idx.get((ours, "iris")), c), _load(idx.get((peer, "iris")), c)
+            lines.append(_ratio_row(f"c={c}: {ours} requests/s above {peer}", _both(a, b), 1.0, strict=True))
+            p_a, p_b = a and a["p99_ms"], b and b["p99_ms"]
+            ok = None if p_a is None or p_b is None else p_a <= p_b
+            lines.append(
+                f"| c={c}: {ours} p99 <= {peer} | {_fmt(p_a, '.2f')} vs {_fmt(p_b, '.2f')} ms | {_verdict(ok)} |"
+            )
     return lines
 
 
@@ -233,6 +252,22 @@ def render(record: dict[str, Any]) -> str:
         *_targets_batching(record),
         "",
     ]
+    if any(r["suite"] == "protocols" for r in record["results"]):
+        out += [
+            "## Protocols against their peers (issue #4)",
+            "",
+            "iris, 1 row per request, no batching anywhere: prebake (`max_batch_size` 1) over Open Inference "
+            "Protocol V2 JSON and KServe V1 (`instances`); MLServer 1.7.1 (sklearn runtime, V2); KServe 0.21's "
+            "model server (FastAPI, one worker) over V1 and V2, around the joblib model (bench/apps/kserve_sklearn.py: "
+            "KServe's sklearn server is not on PyPI, so this is the same thin kserve.Model, written here).",
+            "",
+            *_table(record, "protocols"),
+            "",
+            *_per_server(record, "protocols"),
+            "",
+            *_targets_protocols(record),
+            "",
+        ]
     return "\n".join(out)
 
 

@@ -14,6 +14,10 @@ Two suites:
   iris LogisticRegression 1 row/request and a 100-tree forest 64 rows/request.
 - ``batching`` (issue #4): iris over Open Inference Protocol V2 JSON, 1 row/request: prebake with adaptive
   batching off and on, MLServer 1.7.1 with adaptive batching off and on, and the floor (one predict a request).
+- ``protocols`` (issue #4): iris, 1 row/request, no batching anywhere: prebake over V2 and KServe V1 against
+  MLServer 1.7.1 (V2) and KServe 0.21's model server (V1 and V2).
+
+    .venv/bin/python bench/run.py --render A.json B.json   # docs/benchmarks.md from saved runs, merged
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[models.Workload, ...]]] = {
         ("floor-v2", "prebake-v2", "prebake-v2-batch", "mlserver", "mlserver-batch"),
         (models.IRIS,),
     ),
+    "protocols": (("prebake-v2", "prebake-v1", "mlserver", "kserve", "kserve-v2"), (models.IRIS,)),
 }
 
 
@@ -247,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="do not create missing peer venvs")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="write docs/benchmarks.md (default: on for a full run)")  # fmt: skip
+    parser.add_argument("--render", nargs="+", type=Path, metavar="RESULTS_JSON",
+                        help="only write docs/benchmarks.md from these saved runs, merged")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.render:
+        write_docs(page(report.merge([json.loads(p.read_text()) for p in args.render])))
+        return 0
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
@@ -256,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for workload in models.WORKLOADS.values():
         models.ensure(workload)
     if not args.no_peers:
-        for name in ("prebake", "azmlinfsrv", "mlserver"):
+        for name in ("prebake", "azmlinfsrv", "mlserver", "kserve"):
             try:
                 print(f"peer {name}: {peers.ensure(peers.PEERS[name])}", flush=True)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
@@ -277,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             if workload is not models.IRIS:
                 continue
             for r in found:
-                if r.status != "ok" or not (suite == "azure" or r.server.startswith("mlserver")):
+                if r.status != "ok" or not (suite == "azure" or r.server.startswith(("mlserver", "kserve"))):
                     continue
                 try:
                     r.cold_starts_s = cold_starts(
@@ -302,18 +312,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%S')}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(record, indent=2))
-    markdown = report.render(record)
-    # Figures measured elsewhere (extension start-up comes from an image test) are kept in their own files
-    # and carried into docs/benchmarks.md whole, so one page holds every benchmark.
-    for part in sorted((servers.ROOT / "docs").glob("benchmarks-*.md")):
-        markdown = markdown.rstrip("\n") + "\n\n" + part.read_text()
+    markdown = page(record)
     print(markdown)
     print(f"results: {out}; server logs: {log_dir}")
     if args.docs if args.docs is not None else not args.quick:
-        (servers.ROOT / "docs").mkdir(exist_ok=True)
-        (servers.ROOT / "docs" / "benchmarks.md").write_text(markdown)
-        print("wrote docs/benchmarks.md")
+        write_docs(markdown)
     return 0
+
+
+def page(record: dict[str, object]) -> str:
+    """docs/benchmarks.md for ``record``. Figures measured elsewhere (GPU, extension start-up) are kept in
+    docs/benchmarks-*.md and carried in whole, so one page holds every benchmark."""
+    markdown = report.render(record)
+    for part in sorted((servers.ROOT / "docs").glob("benchmarks-*.md")):
+        markdown = markdown.rstrip("\n") + "\n\n" + part.read_text()
+    return markdown
+
+
+def write_docs(markdown: str) -> None:
+    (servers.ROOT / "docs").mkdir(exist_ok=True)
+    (servers.ROOT / "docs" / "benchmarks.md").write_text(markdown)
+    print("wrote docs/benchmarks.md")
 
 
 if __name__ == "__main__":

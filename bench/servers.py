@@ -64,6 +64,8 @@ def free_port() -> int:
 
 def body(workload: models.Workload, protocol: str) -> bytes:
     rows = models.rows(workload)
+    if protocol == "v1":
+        return json.dumps({"instances": rows}).encode()
     if protocol == "v2":
         flat = [v for row in rows for v in row]
         tensor = {
@@ -163,6 +165,33 @@ def _prebake_v2(variant: str, settings: dict[str, object]) -> Callable[[models.W
     return launch
 
 
+def _prebake_v1(workload: models.Workload, port: int) -> Launch:
+    """The unbatched prebake-v2 server, spoken to over KServe V1."""
+    launch = _prebake_v2("unbatched", {"max_batch_size": 1})(workload, port)
+    launch.path = f"/v1/models/{workload.name}:predict"
+    return launch
+
+
+def _kserve(protocol: str) -> Callable[[models.Workload, int], Launch]:
+    def launch(workload: models.Workload, port: int) -> Launch:
+        peer = peers.PEERS["kserve"]
+        if not peers.works(peer):
+            raise NotAvailable("no kserve venv; run bench/peers.py kserve")
+        argv = [
+            str(peer.python), str(ROOT / "bench" / "apps" / "kserve_sklearn.py"),
+            "--model_name", workload.name,
+            "--model_file", str(workload.model_file),
+            "--http_port", str(port),
+            "--workers", "1",
+        ]  # fmt: skip
+        path = (
+            f"/v1/models/{workload.name}:predict" if protocol == "v1" else f"/v2/models/{workload.name}/infer"
+        )
+        return Launch(argv, path)
+
+    return launch
+
+
 def _mlserver(batched: bool) -> Callable[[models.Workload, int], Launch]:
     def launch(workload: models.Workload, port: int) -> Launch:
         peer = peers.PEERS["mlserver"]
@@ -208,6 +237,9 @@ SERVERS = {
         Server("prebake-v2-batch", _prebake_v2("batched", BATCH), "v2"),
         Server("mlserver", _mlserver(batched=False), "v2"),
         Server("mlserver-batch", _mlserver(batched=True), "v2"),
+        Server("prebake-v1", _prebake_v1, "v1"),
+        Server("kserve", _kserve("v1"), "v1"),
+        Server("kserve-v2", _kserve("v2"), "v2"),
     )
 }
 
