@@ -215,6 +215,7 @@ def versions() -> dict[str, str]:
         ("azmlinfsrv", "azureml-inference-server-http"),
         ("mlserver", "mlserver"),
         ("mlserver", "mlserver-sklearn"),
+        ("kserve", "kserve"),
     ):
         found[dist] = (
             peers.installed_version(peers.PEERS[peer], dist) if peers.works(peers.PEERS[peer]) else "-"
