@@ -54,9 +54,29 @@ class ServerBackend:
             self.raw_name = entry.name
 
     def load_all(self) -> None:
-        """Load every model synchronously, before the worker accepts connections (init once per worker)."""
+        """Load every model synchronously, before the worker accepts connections (init once per worker).
+
+        A model that fails is marked FAILED, with its reason, and the others serve; the worker's init fails
+        only where an entry script fails (the Azure contract) or no model loads at all.
+        """
+        failed: list[PrebakeError] = []
         for entry in self.entries.values():
-            self._load(entry)
+            try:
+                self._load(entry)
+            except PrebakeError as error:
+                if isinstance(entry.runtime, RawRuntime) or len(self.entries) == 1:
+                    raise
+                failed.append(error)
+                logger.error(
+                    "model %r failed to load: %s; the other models serve "
+                    "(fix it, then POST /v2/repository/models/%s/load)",
+                    entry.name,
+                    entry.reason,
+                    entry.name,
+                )
+        if failed and len(failed) == len(self.entries):
+            reasons = "; ".join(f"{e.name}: {e.reason}" for e in self.entries.values())
+            raise ModelLoadError(f"no model could be loaded: {reasons}")
         self.started = True
 
     def _load(self, entry: ModelEntry) -> None:
@@ -101,8 +121,9 @@ class ServerBackend:
         return True
 
     def ready(self) -> bool:
+        # A model that failed to load does not hold back the others: its own readiness says so.
         return self.started and all(
-            e.state == "READY" for e in self.entries.values() if e.state != "UNAVAILABLE"
+            e.state == "READY" for e in self.entries.values() if e.state not in ("UNAVAILABLE", "FAILED")
         )
 
     def model_names(self) -> list[str]:
@@ -176,7 +197,7 @@ class ServerBackend:
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         entry = self._entry(name, version)
         if entry.state != "READY":
-            raise ModelNotReady(f"model {name!r} is not ready ({entry.state.lower()})")
+            raise _not_ready(entry)
         runtime = entry.runtime
         if not isinstance(runtime, Runtime):
             raise PrebakeError(f"model {name!r} takes raw requests only", status=400)
@@ -207,7 +228,7 @@ class ServerBackend:
         if not isinstance(runtime, RawRuntime):
             raise PrebakeError(f"model {key!r} does not take raw requests", status=400)
         if entry.state != "READY":
-            raise ModelNotReady(f"model {key!r} is not ready ({entry.state.lower()})")
+            raise _not_ready(entry)
         started = time.perf_counter()
         try:
             result = await self.executor.run(runtime.score, request)
@@ -217,3 +238,8 @@ class ServerBackend:
         if not result.run_ms:
             result.run_ms = elapsed * 1000
         return result
+
+
+def _not_ready(entry: ModelEntry) -> ModelNotReady:
+    why = f"{entry.state.lower()}: {entry.reason}" if entry.reason else entry.state.lower()
+    return ModelNotReady(f"model {entry.name!r} is not ready ({why})")
