@@ -149,8 +149,12 @@ def _predict(case: SmokeCase, base: str, timeout: float, no_code: bool) -> Any:
         return json.loads(body).get("predictions")
     rows = case.request["data"]
     model = Path(case.model_file).stem  # prebake serve names a model after its file
+    # As a V2 client does: the input's name from the model's metadata (ONNX, torch and Keras name theirs).
+    status, body = _http("GET", f"{base}/v2/models/{model}", None, timeout=timeout)
+    if status != 200:
+        raise SmokeFailed(f"GET /v2/models/{model} answered {status}: {body[:300]!r}")
     tensor = {
-        "name": "input-0",
+        "name": json.loads(body)["inputs"][0]["name"],
         "shape": [len(rows), len(rows[0])],
         "datatype": "FP32",
         "data": sum(rows, []),
