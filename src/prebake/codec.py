@@ -13,8 +13,6 @@ One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex),
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +23,7 @@ import numpy as np
 import orjson
 
 from prebake.errors import BadJSON, InvalidInput, ScoringError
-from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse
 
 # Little-endian on the wire (binary extension and gRPC raw contents), whatever this machine is.
 _DTYPES: dict[str, np.dtype[Any]] = {
@@ -98,6 +96,16 @@ def numpy_dtype(datatype: Any, tensor: str = "") -> np.dtype[Any]:
     except (KeyError, TypeError):
         where = f" of tensor '{tensor}'" if tensor else ""
         raise bad(f"unknown datatype {datatype!r}{where}; expected one of {', '.join(DATATYPES)}") from None
+
+
+def native_dtype(datatype: Any) -> np.dtype[Any] | None:
+    """The native-order numpy dtype that JSON numbers of a numeric V2 datatype parse into (BF16: float32);
+    None for BYTES and unknown names."""
+    if datatype == "BF16":
+        return _FLOAT32
+    if datatype == "BYTES":
+        return None
+    return _NATIVE.get(datatype)
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -471,91 +479,3 @@ def encode_v2_response(
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
-
-
-# ---- rows: KServe V1, Vertex AI and SageMaker JSON -------------------------------------------------
-
-
-def rows_to_inputs(instances: Any, specs: Sequence[TensorSpec] = ()) -> dict[str, np.ndarray]:
-    """``instances`` (one entry per row) as named input arrays.
-
-    Rows that are JSON objects name their inputs (TensorFlow Serving's row format): each key becomes an
-    input. Any other rows form one array named by the model's first input (``"input-0"`` if it names
-    none). Where the model's metadata gives an input's numeric datatype, the array takes it (an ONNX
-    model wants FP32, not the float64 JSON numbers would give); otherwise numpy infers float64 or int64,
-    and text stays Python str in an object array. ``{"b64": "..."}`` values (Vertex AI's convention for
-    binary data) become bytes.
-    """
-    if not isinstance(instances, list) or not instances:
-        raise bad("'instances' must be a non-empty list, one entry per row")
-    datatypes = {spec.name: spec.datatype for spec in specs}
-    first = instances[0]
-    if isinstance(first, dict) and set(first) != {"b64"}:
-        if not all(isinstance(row, dict) and row.keys() == first.keys() for row in instances):
-            raise bad("every instance must be an object with the same keys")
-        return {
-            key: column(key, [_unb64(key, row[key]) for row in instances], datatypes.get(key))
-            for key in first
-        }
-    name = specs[0].name if specs else "input-0"
-    return {name: column(name, [_unb64(name, row) for row in instances], datatypes.get(name))}
-
-
-def _unb64(name: str, value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except binascii.Error:
-            raise bad(f"input '{name}': 'b64' value is not base64") from None
-    return value
-
-
-def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndarray:
-    """A list of rows as one array, in ``datatype`` when the model gives a numeric one."""
-    if datatype is not None and datatype != "BYTES" and datatype in _DTYPES:
-        try:
-            return np.asarray(values, dtype=_NATIVE[datatype])
-        except (ValueError, TypeError, OverflowError):
-            pass  # fall through to inference below, which says what is wrong, or lets the model decide
-    try:
-        array = np.asarray(values)
-    except ValueError as exc:
-        raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
-    if array.dtype.kind in "US":
-        # Text (or text mixed with numbers, as in a row of mixed features) keeps each value's own
-        # Python type in an object array: strings stay str, as BYTES from JSON do elsewhere.
-        array = np.empty(array.shape, dtype=object)
-        try:
-            array[...] = values
-        except ValueError as exc:
-            raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
-    if array.dtype.kind not in "biufO":
-        raise bad(f"input '{name}': cannot use values of type {array.dtype}")
-    if array.dtype.kind == "O" and not all(
-        v is None or isinstance(v, str | bytes | int | float) for v in array.reshape(-1)
-    ):
-        raise bad(f"input '{name}': rows are not all the same shape, or hold objects")
-    return array
-
-
-def outputs_to_predictions(outputs: Mapping[str, np.ndarray]) -> Any:
-    """The ``predictions`` value for V1, Vertex and SageMaker JSON.
-
-    One output: its rows, as a list. Several outputs with the same number of rows: one object per row
-    keyed by output name (TensorFlow Serving's convention for multi-output models). Several outputs
-    whose row counts differ: one object mapping each name to its whole value.
-    """
-    arrays = {name: np.asarray(value) for name, value in outputs.items()}
-    if len(arrays) == 1:
-        (array,) = arrays.values()
-        return to_jsonable(array) if array.ndim else array.item()
-    rows = {a.shape[0] if a.ndim else None for a in arrays.values()}
-    if len(rows) == 1 and None not in rows:
-        columns = {
-            name: to_jsonable(a).tolist() if a.dtype.kind in "biuf" else to_jsonable(a)
-            for name, a in arrays.items()
-        }
-        count = next(iter(rows))
-        assert count is not None
-        return [{name: column[i] for name, column in columns.items()} for i in range(count)]
-    return {name: to_jsonable(a) if a.ndim else a.item() for name, a in arrays.items()}

@@ -10,7 +10,7 @@ import pytest
 
 from prebake import codec
 from prebake.errors import BadJSON, InvalidInput, ScoringError
-from prebake.types import InferenceResponse, TensorSpec
+from prebake.types import InferenceResponse
 
 NUMERIC = ["UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
 
@@ -208,31 +208,6 @@ def test_output_dtype_without_v2_datatype_is_a_server_error() -> None:
     """A complex-valued output cannot be sent and is the server's fault (500), not the client's."""
     with pytest.raises(ScoringError):
         codec.datatype_of(np.zeros(1, dtype=np.complex64))
-
-
-def test_rows_to_inputs() -> None:
-    """Rows become one array typed by metadata; object rows one array per key; mixed rows keep types."""
-    x = TensorSpec("x", "FP32", [-1, 2])
-    assert codec.rows_to_inputs([[1, 2], [3, 4]], [x])["x"].tolist() == [[1, 2], [3, 4]]
-    assert codec.rows_to_inputs([[1, 2]], [x])["x"].dtype == np.float32
-    assert list(codec.rows_to_inputs([[1.5]])) == ["input-0"]
-    assert codec.rows_to_inputs([{"b64": "aGk="}])["input-0"].tolist() == [b"hi"]
-    named = codec.rows_to_inputs([{"a": 1, "b": "u"}, {"a": 2, "b": "v"}])
-    assert named["a"].tolist() == [1, 2] and named["b"].tolist() == ["u", "v"]
-    mixed = codec.rows_to_inputs([[1, "a"], [2, "b"]])["input-0"]
-    assert mixed.dtype == object and mixed.tolist() == [[1, "a"], [2, "b"]]
-    with pytest.raises(InvalidInput, match="same shape"):
-        codec.rows_to_inputs([[1, 2], [3]], [x])
-    with pytest.raises(InvalidInput, match="non-empty list"):
-        codec.rows_to_inputs({"a": 1}, [x])
-
-
-def test_outputs_to_predictions() -> None:
-    """One output is a list of rows; several with equal rows are one object per row."""
-    one = codec.outputs_to_predictions({"y": np.array([0, 1])})
-    assert orjson.loads(codec.dumps(one)) == [0, 1]
-    many = codec.outputs_to_predictions({"label": np.array(["a", "b"]), "p": np.array([[0.1], [0.9]])})
-    assert orjson.loads(codec.dumps(many)) == [{"label": "a", "p": [0.1]}, {"label": "b", "p": [0.9]}]
 
 
 def test_outputs_in_any_layout_are_written_row_major_little_endian() -> None:

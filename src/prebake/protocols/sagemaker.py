@@ -30,6 +30,7 @@ import orjson
 from prebake import codec
 from prebake.errors import ModelNotReady, PrebakeError, UnsupportedMediaType
 from prebake.http import Request, Response, Route
+from prebake.rows import column, outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest, TensorSpec
 
 JSON = "application/json"
@@ -47,14 +48,14 @@ def decode_body(
         doc = codec.loads(body)
         if isinstance(doc, dict):
             if "instances" in doc:
-                return codec.rows_to_inputs(doc["instances"], specs), True
+                return rows_to_inputs(doc["instances"], specs), True
             if "inputs" in doc and isinstance(doc["inputs"], dict):
                 datatypes = {s.name: s.datatype for s in specs}
-                return {k: codec.column(k, v, datatypes.get(k)) for k, v in doc["inputs"].items()}, True
+                return {k: column(k, v, datatypes.get(k)) for k, v in doc["inputs"].items()}, True
             if "inputs" in doc:
-                return codec.rows_to_inputs(doc["inputs"], specs), True
+                return rows_to_inputs(doc["inputs"], specs), True
             raise codec.bad('a JSON object body needs "instances" or "inputs"; or send a list of rows')
-        return codec.rows_to_inputs(doc, specs), False
+        return rows_to_inputs(doc, specs), False
     if content_type == CSV:
         return {_input_name(specs): _csv_rows(body, specs)}, False
     if content_type == NPY:
@@ -86,7 +87,7 @@ def _csv_rows(body: bytes, specs: list[TensorSpec]) -> np.ndarray:
         )
     except ValueError:
         # Some columns are text: keep numbers as numbers and text as str, as a mixed JSON row would.
-        return codec.column(_input_name(specs), [[_number_or_text(v) for v in row] for row in rows])
+        return column(_input_name(specs), [[_number_or_text(v) for v in row] for row in rows])
 
 
 def _number_or_text(value: str) -> float | str:
@@ -123,7 +124,7 @@ def choose_accept(accept: str | None) -> str:
 
 def encode_answer(accept: str, outputs: dict[str, np.ndarray], wrapped: bool) -> Response:
     if accept == JSON:
-        predictions = codec.outputs_to_predictions(outputs)
+        predictions = outputs_to_predictions(outputs)
         return Response(codec.dumps({"predictions": predictions} if wrapped else predictions))
     arrays = [np.asarray(a) for a in outputs.values()]
     if accept == NPY:

@@ -7,7 +7,7 @@
 ``instances`` are rows (TensorFlow Serving's row format; rows that are objects name their inputs).
 ``inputs`` is the columnar format: a list is the first input's rows, an object maps input names to
 their values. A top-level ``parameters`` object goes to the model as request parameters.
-``predictions`` follows ``codec.outputs_to_predictions``: one output gives its rows; several give one
+``predictions`` follows ``rows.outputs_to_predictions``: one output gives its rows; several give one
 object per row keyed by output name. Errors are ``{"error": ...}``, malformed requests 400, as KServe.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 from prebake import codec
 from prebake.errors import PrebakeError
 from prebake.http import Request, Response, Route
+from prebake.rows import column, outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest, TensorSpec
 
 
@@ -31,7 +32,7 @@ def decode_predict(doc: Any, specs: list[TensorSpec]) -> InferenceRequest:
     if not isinstance(parameters, dict):
         raise codec.bad("'parameters' must be a JSON object")
     if "instances" in doc:
-        inputs = codec.rows_to_inputs(doc["instances"], specs)
+        inputs = rows_to_inputs(doc["instances"], specs)
     elif "inputs" in doc:
         inputs = _columns(doc["inputs"], specs)
     else:
@@ -45,10 +46,10 @@ def _columns(value: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
             raise codec.bad("'inputs' must name at least one input")
         datatypes = {spec.name: spec.datatype for spec in specs}
         return {
-            name: codec.column(name, data if isinstance(data, list) else [data], datatypes.get(name))
+            name: column(name, data if isinstance(data, list) else [data], datatypes.get(name))
             for name, data in value.items()
         }
-    return codec.rows_to_inputs(value, specs)
+    return rows_to_inputs(value, specs)
 
 
 def routes(backend: Backend) -> list[Route]:
@@ -66,7 +67,7 @@ def routes(backend: Backend) -> list[Route]:
         name = request.path_params["name"]
         internal = decode_predict(codec.loads(request.body), backend.metadata(name).inputs)
         response = await backend.infer(name, None, internal)
-        return Response(codec.dumps({"predictions": codec.outputs_to_predictions(response.outputs)}))
+        return Response(codec.dumps({"predictions": outputs_to_predictions(response.outputs)}))
 
     async def explain(request: Request) -> Response:
         raise PrebakeError("explanations are not supported by this server", status=501)

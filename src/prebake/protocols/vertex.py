@@ -6,7 +6,7 @@
 
 A container serves one model: the backend's default one. ``instances`` are rows as in KServe V1
 (``{"b64": ...}`` values become bytes); ``parameters`` go to the model as request parameters;
-``predictions`` has one entry per instance (see ``codec.outputs_to_predictions``). Where the model is
+``predictions`` has one entry per instance (see ``rows.outputs_to_predictions``). Where the model is
 an entry script (a raw runtime), the body goes to it unchanged and its answer comes back unchanged.
 Vertex itself caps request and response bodies at 1.5 MB; the server's own body limit applies here.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from prebake import codec
 from prebake.errors import ModelNotReady
 from prebake.http import Request, Response, Route
+from prebake.rows import outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest
 
 
@@ -46,11 +47,11 @@ def routes(
         parameters = doc.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise codec.bad("'parameters' must be a JSON object")
-        inputs = codec.rows_to_inputs(doc["instances"], backend.metadata(name).inputs)
+        inputs = rows_to_inputs(doc["instances"], backend.metadata(name).inputs)
         response = await backend.infer(
             name, None, InferenceRequest(inputs=inputs, parameters=dict(parameters))
         )
-        return Response(codec.dumps({"predictions": codec.outputs_to_predictions(response.outputs)}))
+        return Response(codec.dumps({"predictions": outputs_to_predictions(response.outputs)}))
 
     return [
         Route(("GET",), health_route, health, public=True, label=health_route),
