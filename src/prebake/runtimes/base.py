@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prebake.types import (
     InferenceRequest,
@@ -30,6 +30,9 @@ from prebake.types import (
     RawResult,
     TensorSpec,
 )
+
+if TYPE_CHECKING:
+    from prebake.runtimes.arrays import InputPlan
 
 
 @dataclass(slots=True)
@@ -62,6 +65,9 @@ class Runtime:
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
+        #: The inputs predict takes, and the outputs the model declares: set by load().
+        self.plan: InputPlan | None = None
+        self.output_specs: list[TensorSpec] = []
 
     def load(self) -> None:
         raise NotImplementedError
@@ -72,13 +78,19 @@ class Runtime:
     def unload(self) -> None:
         """Free what load() took; the default drops nothing and lets garbage collection work."""
 
+    def platform(self) -> str:
+        """The metadata's platform name (Triton's names where Triton has the same backend)."""
+        return self.name
+
     def metadata(self) -> ModelMetadata:
+        """What the settings file declares, else what the loaded model says (its plan and output specs)."""
+        plan = self.plan
         return ModelMetadata(
             name=self.settings.name,
-            platform=self.name,
+            platform=self.platform(),
             versions=[self.settings.version] if self.settings.version else [],
-            inputs=list(self.settings.inputs),
-            outputs=list(self.settings.outputs),
+            inputs=list(self.settings.inputs) or (plan.specs() if plan is not None else []),
+            outputs=list(self.settings.outputs) or list(self.output_specs),
         )
 
 

@@ -20,7 +20,7 @@ from prebake.errors import InvalidInput, ModelLoadError
 from prebake.runtimes.arrays import InputPlan, TensorCheck, rejected, v2_datatype
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
@@ -79,11 +79,9 @@ class OnnxRuntime(Runtime):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session: Any = None
-        self.plan: InputPlan | None = None
         self.providers: list[str] = []
         self._input_names: list[str] = []
         self._output_names: list[str] = []
-        self._output_specs: list[TensorSpec] = []
         self._errors: tuple[type[BaseException], ...] = ()
 
     def load(self) -> None:
@@ -113,7 +111,7 @@ class OnnxRuntime(Runtime):
         self.plan = InputPlan(checks)
         self.batchable = all(c.shape and c.shape[0] == -1 for c in checks)
         self._output_names = [o.name for o in self.session.get_outputs()]
-        self._output_specs = [
+        self.output_specs = [
             TensorSpec(
                 o.name, v2_datatype(ONNX_TYPES[o.type]) if o.type in ONNX_TYPES else "FP32", _shape(o.shape)
             )
@@ -143,14 +141,8 @@ class OnnxRuntime(Runtime):
             model_version=self.settings.version,
         )
 
-    def metadata(self) -> ModelMetadata:
-        meta = super().metadata()
-        meta.platform = "onnxruntime_onnx"  # Triton's name for the same backend
-        if not meta.inputs and self.plan is not None:
-            meta.inputs = self.plan.specs()
-        if not meta.outputs:
-            meta.outputs = list(self._output_specs)
-        return meta
+    def platform(self) -> str:
+        return "onnxruntime_onnx"  # Triton's name for the same backend
 
 
 def _as_array(result: Any) -> np.ndarray:

@@ -31,7 +31,7 @@ from prebake.runtimes.arrays import (
 )
 from prebake.runtimes.base import ModelSettings, Runtime
 from prebake.runtimes.registry import missing_framework
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
@@ -95,7 +95,6 @@ class SklearnRuntime(Runtime):
     def __init__(self, settings: ModelSettings) -> None:
         super().__init__(settings)
         self.model: Any = None
-        self.plan: InputPlan | None = None
         self._methods: list[tuple[str, Callable[[Any], Any]]] = []
         self._columns: list[str] | None = None
         self._frame: Any = None  # pandas.DataFrame where the model wants named columns
@@ -134,6 +133,7 @@ class SklearnRuntime(Runtime):
             self._columns = [str(c) for c in columns]
             self._column_plan = InputPlan([TensorCheck(c, None, None) for c in self._columns])
         self.plan = tabular_plan(self.settings.inputs, n_features, None)
+        self.output_specs = [self._output_spec(method) for method, _ in self._methods]
 
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         plan = self.plan
@@ -164,14 +164,6 @@ class SklearnRuntime(Runtime):
         return self._frame(
             {c: as_text(a.reshape(len(a), -1)[:, 0]) for c, a in zip(columns, arrays, strict=True)}
         )
-
-    def metadata(self) -> ModelMetadata:
-        meta = super().metadata()
-        if not meta.inputs and self.plan is not None:
-            meta.inputs = self.plan.specs()
-        if not meta.outputs:
-            meta.outputs = [self._output_spec(method) for method, _ in self._methods]
-        return meta
 
     def _output_spec(self, method: str) -> TensorSpec:
         classes = getattr(self.model, "classes_", None)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from prebake.errors import ConfigError, ModelLoadError, PrebakeError
-from prebake.runtimes.arrays import InputPlan, rejected, select_outputs, tabular_plan
+from prebake.runtimes.arrays import rejected, select_outputs, tabular_plan
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 
 class TabularRuntime(Runtime):
@@ -30,7 +30,6 @@ class TabularRuntime(Runtime):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plan: InputPlan | None = None
         self._predict: Callable[[np.ndarray], Any] | None = None
 
     @property
@@ -54,6 +53,7 @@ class TabularRuntime(Runtime):
         except Exception as exc:
             raise ModelLoadError(f"cannot load {self.settings.path}: {type(exc).__name__}: {exc}") from exc
         self.plan = tabular_plan(self.settings.inputs, n_features, self.dtype)
+        self.output_specs = [TensorSpec("predict", "FP32" if self.dtype == np.float32 else "FP64", [-1])]
 
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         plan, fn = self.plan, self._predict
@@ -68,11 +68,3 @@ class TabularRuntime(Runtime):
             model_name=self.settings.name,
             model_version=self.settings.version,
         )
-
-    def metadata(self) -> ModelMetadata:
-        meta = super().metadata()
-        if not meta.inputs and self.plan is not None:
-            meta.inputs = self.plan.specs()
-        if not meta.outputs:
-            meta.outputs = [TensorSpec("predict", "FP32" if self.dtype == np.float32 else "FP64", [-1])]
-        return meta

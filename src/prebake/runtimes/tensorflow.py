@@ -23,7 +23,7 @@ from prebake.runtimes.arrays import (
 )
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 
 class TensorFlowRuntime(Runtime):
@@ -31,11 +31,9 @@ class TensorFlowRuntime(Runtime):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plan: InputPlan | None = None
         self._call: Any = None
         self._keyword = False  # SavedModel signatures take keywords; Keras models a list
         self._output_names: list[str] = []
-        self._output_specs: list[TensorSpec] = []
         self._errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
 
     def load(self) -> None:
@@ -70,7 +68,7 @@ class TensorFlowRuntime(Runtime):
         checks = [_check(tf, name, spec) for name, spec in kwargs.items()]
         outputs = fn.structured_outputs
         self._output_names = list(outputs)
-        self._output_specs = [_spec(tf, name, spec) for name, spec in outputs.items()]
+        self.output_specs = [_spec(tf, name, spec) for name, spec in outputs.items()]
         return checks
 
     def _load_keras(self, tf: Any) -> list[TensorCheck]:
@@ -92,7 +90,7 @@ class TensorFlowRuntime(Runtime):
         names = getattr(model, "output_names", None) or []
         self._output_names = [str(n) for n in names] if isinstance(names, list | tuple) else []
         outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
-        self._output_specs = [
+        self.output_specs = [
             _spec(tf, self._output_names[i] if i < len(self._output_names) else f"output-{i}", t)
             for i, t in enumerate(outputs)
         ]
@@ -116,14 +114,8 @@ class TensorFlowRuntime(Runtime):
             model_version=self.settings.version,
         )
 
-    def metadata(self) -> ModelMetadata:
-        meta = super().metadata()
-        meta.platform = "tensorflow_savedmodel" if self.settings.path.is_dir() else "tensorflow_keras"
-        if not meta.inputs and self.plan is not None:
-            meta.inputs = self.plan.specs()
-        if not meta.outputs:
-            meta.outputs = list(self._output_specs)
-        return meta
+    def platform(self) -> str:
+        return "tensorflow_savedmodel" if self.settings.path.is_dir() else "tensorflow_keras"
 
 
 def _numpy_dtype(tf: Any, dtype: Any) -> np.dtype[Any]:

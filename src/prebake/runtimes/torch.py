@@ -32,7 +32,7 @@ from prebake.runtimes.arrays import (
 )
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
+from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
@@ -77,12 +77,10 @@ class TorchRuntime(Runtime):
         super().__init__(*args, **kwargs)
         self.model: Any = None
         self.device = "cpu"
-        self.plan: InputPlan | None = None
         self._torch: Any = None
         self._cast_float64 = True
         self._casts: list[Any] = []
         self._output_names = [s.name for s in self.settings.outputs]
-        self._output_specs: list[TensorSpec] = []
 
     def load(self) -> None:
         try:
@@ -147,7 +145,7 @@ class TorchRuntime(Runtime):
                 spec_dtype = _numpy_dtype(torch, value.dtype)
                 # bfloat16 outputs come back as float32 (see _to_host).
                 datatype = v2_datatype(spec_dtype) if spec_dtype is not None else "FP32"
-                self._output_specs.append(TensorSpec(name, datatype, _shape(value.shape)))
+                self.output_specs.append(TensorSpec(name, datatype, _shape(value.shape)))
         self.batchable = all(c.shape and c.shape[0] == -1 for c in checks)
         self.model = program.module()
         return checks
@@ -184,14 +182,8 @@ class TorchRuntime(Runtime):
             model_version=self.settings.version,
         )
 
-    def metadata(self) -> ModelMetadata:
-        meta = super().metadata()
-        meta.platform = "pytorch_export" if self.settings.path.suffix == ".pt2" else "pytorch_torchscript"
-        if not meta.inputs and self.plan is not None:
-            meta.inputs = self.plan.specs()
-        if not meta.outputs:
-            meta.outputs = list(self._output_specs)
-        return meta
+    def platform(self) -> str:
+        return "pytorch_export" if self.settings.path.suffix == ".pt2" else "pytorch_torchscript"
 
 
 def _to_host(result: Any) -> Any:
