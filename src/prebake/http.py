@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from prebake.types import RawRequest
+from prebake.types import RawRequest, RawResult
 
 
 @dataclass(slots=True)
@@ -77,6 +77,13 @@ class Response:
     status: int = 200
     content_type: str | None = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def raw_response(result: RawResult) -> Response:
+    """A raw runtime's answer (entry or handler script), sent as it is."""
+    return Response(
+        result.body, status=result.status, content_type=result.content_type, headers=result.headers
+    )
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -29,7 +29,7 @@ import orjson
 
 from prebake import codec
 from prebake.errors import ModelNotReady, PrebakeError, UnsupportedMediaType
-from prebake.http import Request, Response, Route
+from prebake.http import Request, Response, Route, raw_response
 from prebake.rows import column, outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest, TensorSpec
 
@@ -183,11 +183,7 @@ def routes(backend: Backend) -> list[Route]:
         if name is None:
             raise ModelNotReady("no model is ready to serve invocations")
         if backend.is_raw(name):
-            raw = request.to_raw()
-            result = await backend.score_raw(name, raw)
-            return Response(
-                result.body, status=result.status, content_type=result.content_type, headers=result.headers
-            )
+            return raw_response(await backend.score_raw(name, request.to_raw()))
         accept = choose_accept(request.header("accept"))
         inputs, wrapped = decode_body(request.content_type, request.body, backend.metadata(name).inputs)
         parameters: dict[str, Any] = {}

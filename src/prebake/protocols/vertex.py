@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from prebake import codec
 from prebake.errors import ModelNotReady
-from prebake.http import Request, Response, Route
+from prebake.http import Request, Response, Route, raw_response
 from prebake.rows import outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest
 
@@ -36,11 +36,7 @@ def routes(
         if name is None:
             raise ModelNotReady("no model is ready to serve predictions")
         if backend.is_raw(name):
-            raw = request.to_raw()
-            result = await backend.score_raw(name, raw)
-            return Response(
-                result.body, status=result.status, content_type=result.content_type, headers=result.headers
-            )
+            return raw_response(await backend.score_raw(name, request.to_raw()))
         doc = codec.loads(request.body)
         if not isinstance(doc, dict) or "instances" not in doc:
             raise codec.bad('the request must be a JSON object with "instances"')
