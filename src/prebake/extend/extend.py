@@ -227,15 +227,6 @@ def image_labels(engine: Engine, reference: str) -> dict[str, str]:
 
 def sbom_of(engine: Engine, reference: str) -> dict[str, object]:
     """The SBOM inside an image."""
-    out = engine.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "cat",
-        reference,
-        "/usr/share/doc/prebake/sbom.json",
-    )
+    out = engine.run_in(reference, "cat", "/usr/share/doc/prebake/sbom.json")
     document: dict[str, object] = json.loads(out)
     return document

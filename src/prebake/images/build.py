@@ -95,17 +95,7 @@ def debian_packages(engine: Engine, base: str) -> list[tuple[str, str]]:
     if not engine.image_exists(base):
         return []
     try:
-        out = engine.run(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "dpkg-query",
-            base,
-            "-W",
-            "-f=${Package}\t${Version}\n",
-        )
+        out = engine.run_in(base, "dpkg-query", "-W", "-f=${Package}\t${Version}\n")
     except EngineFailed:
         return []
     return [tuple(line.split("\t", 1)) for line in out.splitlines() if "\t" in line]  # type: ignore[misc]

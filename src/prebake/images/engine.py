@@ -80,6 +80,10 @@ class Engine:
             )
         return result.stdout
 
+    def run_in(self, image: str, program: str, *args: str) -> str:
+        """``program args`` run once inside ``image``, offline, in a container removed after; its stdout."""
+        return self.run("run", "--rm", "--network", "none", "--entrypoint", program, image, *args)
+
     def stream(self, *args: str, log: Path | None = None, input_file: Path | None = None) -> None:
         """Run an engine command showing its output line by line (long builds); EngineFailed on failure.
 
