@@ -219,11 +219,10 @@ def serve(config: ServeConfig) -> int:
         logger.error("%s", error)
         return exits.USAGE
     # Before any worker imports a framework: the libraries read these once, when first loaded.
-    share = share_cores(config.workers, os.environ, usable_cpus())
+    cpus = usable_cpus()
+    share = share_cores(config.workers, os.environ, cpus)
     if share is not None:
-        logger.info(
-            "%s=%d per worker (%d usable CPUs); set it to override", THREAD_VARS[0], share, usable_cpus()
-        )
+        logger.info("%s=%d per worker (%d usable CPUs); set it to override", THREAD_VARS[0], share, cpus)
     logger.info(
         "prebake serving on http://%s:%d with %d worker(s) x %d scoring thread(s)",
         config.host,
