@@ -62,8 +62,8 @@ BINARY_ALL_OUT = "binary_data_output"
 
 
 def bad(message: str) -> InvalidInput:
-    """An InvalidInput with the status V2, Triton and KServe clients expect for a malformed request."""
-    return InvalidInput(message, status=400)
+    """An InvalidInput (400, what V2, Triton and KServe clients expect for a malformed request)."""
+    return InvalidInput(message)
 
 
 def dumps(obj: Any) -> bytes:
