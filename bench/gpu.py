@@ -35,9 +35,12 @@ from typing import Any
 
 import numpy as np
 
-# The repository root instead of bench/ itself, whose profile.py would shadow the standard library's.
+# The repository root instead of bench/ itself, whose profile.py would shadow the standard library's;
+# and its src/, for a machine where prebake is not installed (the GPU machine).
 sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 from bench import loadgen  # noqa: E402
+from prebake.testing import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"
@@ -213,14 +216,6 @@ class Server:
             self.process.wait(60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import models, peers
+from prebake.testing import free_port
 
 ROOT = models.ROOT
 WORK = ROOT / ".bench"
@@ -54,12 +54,6 @@ class Server:
     name: str
     launch: Callable[[models.Workload, int], Launch]
     protocol: str = "azure"  # which body the workload sends: "azure" ({"data": rows}) or "v2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def body(workload: models.Workload, protocol: str) -> bytes:
