@@ -97,7 +97,9 @@ def default_output_fn(prediction: Any, accept: str) -> bytes:
 
 def default_predict_fn(data: Any, model: Any) -> Any:
     if isinstance(model, Runtime):
-        outputs = model.predict(InferenceRequest(inputs={"input-0": np.asarray(data)})).outputs
+        # Under the model's own input name: runtimes take inputs by name.
+        name = model.plan.names[0] if model.plan is not None else "input-0"
+        outputs = model.predict(InferenceRequest(inputs={name: np.asarray(data)})).outputs
         return next(iter(outputs.values())) if len(outputs) == 1 else outputs
     if hasattr(model, "predict"):
         return model.predict(data)

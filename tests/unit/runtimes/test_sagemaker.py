@@ -246,3 +246,14 @@ def test_default_accept_parameter(tmp_path: Path, joblib_file: Path) -> None:
     runtime = _runtime(_model_dir(tmp_path, joblib_file, LOAD_JOBLIB), default_accept="text/csv")
     result = runtime.score(_post(b"[[5.1, 3.5, 1.4, 0.2]]", accept="*/*"))
     assert (result.content_type, result.body.strip()) == ("text/csv", b"0")
+
+
+def test_default_predict_fn_feeds_a_runtime_under_its_own_input_name(torchscript_file: Path) -> None:
+    """Without a predict_fn, a prebake runtime (here TorchScript, whose input is named 'x') gets the
+    decoded body under the name it takes, and its one output comes back as an array."""
+    from prebake.runtimes.sagemaker import default_predict_fn
+    from tests.unit.runtimes.helpers import load
+
+    model = load(torchscript_file, "torch", device="cpu")
+    prediction = default_predict_fn([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]], model)
+    assert isinstance(prediction, np.ndarray) and prediction.shape == (2, 3)
