@@ -62,6 +62,17 @@ def exchange(port: int, data: bytes, *, timeout: float = 30.0, chunk_delay: floa
     return parse(received, note)
 
 
+def read_answer(sock: socket.socket) -> RawAnswer:
+    """One response read to its end on a kept-alive connection, so the next request starts clean."""
+    received = b""
+    while not _complete(received):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return parse(received)
+
+
 def _complete(received: bytes) -> bool:
     head, sep, body = received.partition(b"\r\n\r\n")
     if not sep:
