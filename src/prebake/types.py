@@ -6,9 +6,9 @@ Tensors are numpy arrays; numpy is imported only for type checking here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,6 +92,63 @@ class RawResult:
     run_failed: bool = False
 
 
+@dataclass(slots=True)
+class GenerationRequest:
+    """One text generation request (an OpenAI completion or chat completion), nothing of HTTP or torch.
+
+    One of ``prompt`` (text to continue) and ``messages`` (a chat: objects with "role" and "content",
+    which the model's own chat template turns into its prompt) is set. ``max_tokens`` None: up to the
+    context length. ``temperature`` 0 is greedy. ``n`` choices are generated, each a sequence of its own;
+    ``seed`` makes sampling repeatable (choice i samples with seed + i).
+    """
+
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    n: int = 1
+    id: str = ""
+
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(slots=True)
+class GenerationChunk:
+    """One choice's progress: the text added since its previous chunk and, on its last chunk, why it
+    ended. Token counts are running totals, so a choice's last chunk carries its usage."""
+
+    index: int
+    text: str
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+#: What an engine reports: a chunk, an error (the request ends with it), or None once every choice ended.
+GenerationEvent = GenerationChunk | BaseException | None
+GenerationSink = Callable[[GenerationEvent], None]
+
+
+class TextGenerator(Protocol):
+    """A generation engine serving one model: thread-safe, it runs on threads of its own and reports
+    through ``sink``, calling it from those threads (the server hands the events to its event loop).
+
+    Example::
+
+        cancel = engine.submit(GenerationRequest(prompt="Hello", max_tokens=8), print)
+        cancel()  # the client went away: its sequences leave the batch at the next step
+    """
+
+    #: Tokens the model attends to: prompt and completion together.
+    context_length: int
+
+    def submit(self, request: GenerationRequest, sink: GenerationSink) -> Callable[[], None]: ...
+
+
 class Backend(Protocol):
     """What the server offers the protocols: models, readiness and inference, nothing of HTTP.
 
@@ -123,3 +180,9 @@ class Backend(Protocol):
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse: ...
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult: ...
+
+    def generate(self, name: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """The chunks of ``request`` on model ``name``'s engine, as they come; errors (a prompt over the
+        context, a model that does not generate) are raised by the first ``__anext__``; closing the
+        iterator cancels the generation."""
+        ...
