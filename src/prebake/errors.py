@@ -9,7 +9,8 @@
      │    ├── HeaderTooLarge          a header over its limit (431)
      │    ├── RequestTimeout          the body did not arrive in time (408)
      │    ├── InvalidInput            well-formed, but not what the model takes (400; 422 for an
-     │    │                           entry script's schema parameter)
+     │    │    │                      entry script's schema parameter)
+     │    │    └── InvalidParameter   a request parameter (not a tensor) it cannot take: names it (400)
      │    ├── NotFound                no such route or model (404)
      │    ├── MethodNotAllowed        route exists, method does not (405)
      │    └── Unauthorized            missing or wrong credentials (401)
@@ -95,6 +96,18 @@ class InvalidInput(RequestError):
     def __init__(self, message: str, *, input: str | None = None, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.input = input
+
+
+class InvalidParameter(InvalidInput):
+    """400 for a request parameter the model cannot take: ``param`` names it ("max_tokens", "messages")
+    and ``code`` says why in a word ("context_length_exceeded"), as OpenAI-style clients read them."""
+
+    def __init__(
+        self, message: str, *, param: str, code: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.param = param
+        self.code = code
 
 
 class NotFound(RequestError):

@@ -6,7 +6,7 @@ Tensors are numpy arrays; numpy is imported only for type checking here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -187,8 +187,8 @@ class Backend(Protocol):
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult: ...
 
-    def generate(self, name: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        """The chunks of ``request`` on model ``name``'s engine, as they come; errors (a prompt over the
-        context, a model that does not generate) are raised by the first ``__anext__``; closing the
-        iterator cancels the generation."""
+    def generate(self, name: str, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """The chunks of ``request`` on model ``name``'s engine, as they come. Errors (an unknown model, a
+        prompt over the context, a model that does not generate) are raised by the call or the first
+        ``__anext__``; closing the generator (``aclose()``) cancels the generation."""
         ...

@@ -29,6 +29,7 @@ from prebake.types import (
     RawRequest,
     RawResult,
     TensorSpec,
+    TextGenerator,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ class Runtime:
     name: str = ""
     #: True where predict accepts any number of rows along axis 0, so requests can be batched.
     batchable: bool = True
+    #: True where ``predict_batch`` merges requests itself: texts, say, which cannot be concatenated as
+    #: arrays but go in one padded forward pass with others of similar length. The batcher then groups
+    #: requests by input names, outputs and parameters only, and hands them over whole.
+    merges_requests: bool = False
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
@@ -74,6 +79,14 @@ class Runtime:
 
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         raise NotImplementedError
+
+    def predict_batch(self, requests: list[InferenceRequest]) -> list[InferenceResponse]:
+        """One response per request, in order (the batch hook of ``merges_requests`` runtimes)."""
+        return [self.predict(request) for request in requests]
+
+    def generator(self) -> TextGenerator | None:
+        """The engine of a generative model (text completions and chats), loaded; None for others."""
+        return None
 
     def unload(self) -> None:
         """Free what load() took; the default drops nothing and lets garbage collection work."""

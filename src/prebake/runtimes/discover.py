@@ -5,7 +5,8 @@ A path may be:
 - a model file: ``.joblib .pkl .pickle .skops`` (sklearn), ``.json .ubj .bst`` (XGBoost), ``.txt``
   (LightGBM), ``.onnx``, ``.pt .pth .pt2`` (TorchScript, torch.export), ``.keras .h5`` (Keras);
 - a directory holding one model, with an optional ``model-settings.json`` (see ``settings.py``): a
-  SavedModel (``saved_model.pb``), a SageMaker model directory (``code/inference.py`` or
+  SavedModel (``saved_model.pb``), a Hugging Face ``save_pretrained`` directory (``config.json`` and
+  ``model.safetensors``: the transformers runtime), a SageMaker model directory (``code/inference.py`` or
   ``code/$SAGEMAKER_PROGRAM``, or a
   ``model.tar.gz`` inside), a Vertex AI directory (``model.joblib``, ``model.pkl``, ``model.bst``,
   ``saved_model.pb``), or a directory of numbered versions (``1/``, ``2/``: the highest is served);
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from prebake.errors import ConfigError
 from prebake.runtimes.base import ModelSettings
+from prebake.runtimes.hf_tasks import is_transformers_dir
 from prebake.runtimes.registry import RUNTIMES
 from prebake.runtimes.sagemaker import script_path
 from prebake.runtimes.settings import DEVICES, SETTINGS_FILE, FileSettings, read_settings
@@ -63,7 +65,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SUPPORTED = (
     "scikit-learn .joblib/.pkl/.pickle/.skops, XGBoost .json/.ubj/.bst, LightGBM .txt, ONNX .onnx, "
     "TorchScript .pt/.pth, torch.export .pt2, Keras .keras/.h5, a TensorFlow SavedModel directory, "
-    "a SageMaker model.tar.gz or code/inference.py directory"
+    "a SageMaker model.tar.gz or code/inference.py directory, a Hugging Face transformers directory "
+    "(save_pretrained: config.json, model.safetensors, tokenizer)"
 )
 
 
@@ -146,6 +149,8 @@ def locate(directory: Path, *, scripts: bool = True) -> tuple[Path, str, str | N
         return directory, "sagemaker", None
     if (directory / "saved_model.pb").is_file():
         return directory, "tensorflow", None
+    if is_transformers_dir(directory):
+        return directory, "transformers", None
     entries = sorted(e for e in directory.iterdir() if not e.name.startswith("."))
     tars = [e for e in entries if e.is_file() and e.name.endswith(TAR_SUFFIXES)]
     candidates = [e for e in entries if e.is_file() and detect_file(e)]

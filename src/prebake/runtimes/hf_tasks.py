@@ -97,11 +97,20 @@ def read_config(directory: Path) -> dict[str, Any]:
     return data
 
 
+#: Weights that ``save_pretrained`` writes (safetensors by default; sharded ones with an index).
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def is_transformers_dir(directory: Path) -> bool:
-    """True for a directory that ``save_pretrained`` (or sentence-transformers' ``save``) wrote: a
-    ``config.json`` naming a model type or architecture."""
+    """True for a directory that ``save_pretrained`` (or sentence-transformers' ``save``) wrote: weights
+    and a ``config.json`` naming a model type or architecture (an ONNX export beside a config is not)."""
     path = directory / CONFIG_FILE
-    if not path.is_file():
+    if not path.is_file() or not any((directory / name).is_file() for name in WEIGHTS):
         return False
     try:
         with path.open("rb") as f:

@@ -28,6 +28,7 @@ RUNTIMES: dict[str, Entry] = {
     "torch": Entry("prebake.runtimes.torch:TorchRuntime", "torch"),
     "tensorflow": Entry("prebake.runtimes.tensorflow:TensorFlowRuntime", "tensorflow (or tensorflow-cpu)"),
     "sagemaker": Entry("prebake.runtimes.sagemaker:SageMakerScriptRuntime", "nothing: it runs your script"),
+    "transformers": Entry("prebake.runtimes.transformers:TransformersRuntime", "transformers torch"),
 }
 
 

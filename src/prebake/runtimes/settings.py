@@ -5,7 +5,7 @@ Every key is optional; a file may be ``{}``. Unknown keys are refused so a typo 
     {
       "name": "iris",                      # default: the model file's stem or the directory's name
       "version": "1",
-      "runtime": "sklearn",                # sklearn xgboost lightgbm onnx torch tensorflow sagemaker
+      "runtime": "sklearn",                # sklearn xgboost lightgbm onnx torch tensorflow sagemaker transformers
       "uri": "model.joblib",               # the model file or directory, relative to this file
       "predict_method": "predict_proba",   # sklearn: one method or several, "predict,predict_proba"
       "inputs":  [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
@@ -42,6 +42,7 @@ MLSERVER_IMPLEMENTATIONS = {
     "mlserver_xgboost.XGBoostModel": "xgboost",
     "mlserver_lightgbm.LightGBMModel": "lightgbm",
     "mlserver_onnx.OnnxModel": "onnx",
+    "mlserver_huggingface.HuggingFaceRuntime": "transformers",
 }
 
 _KEYS = {
@@ -113,7 +114,7 @@ def parse_settings(data: Any, *, source: Path) -> FileSettings:
         if runtime is None:
             raise fail(
                 f"MLServer implementation {implementation!r} has no prebake runtime; set 'runtime' to one of "
-                "sklearn, xgboost, lightgbm, onnx, torch, tensorflow, sagemaker"
+                "sklearn, xgboost, lightgbm, onnx, torch, tensorflow, sagemaker, transformers"
             )
     out.runtime = runtime
     out.inputs = _tensor_specs(data, "inputs", fail)

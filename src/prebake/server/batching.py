@@ -8,6 +8,8 @@ a fuller batch costs little, because requests were waiting anyway.
 
 Only requests that fit together are merged: same input names, dtypes and trailing shapes, same
 requested outputs and parameters. Inputs are concatenated on axis 0; every output is split on axis 0.
+A runtime that merges requests itself (``Runtime.merges_requests``: texts of any length) is handed the
+requests whole, grouped by input names, outputs and parameters only, and answers each one.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ def _signature(request: InferenceRequest, ranks: dict[str, int]) -> tuple[Any, .
     return (tuple(parts), outputs, tuple(sorted((k, repr(v)) for k, v in request.parameters.items())))
 
 
+def _request_signature(request: InferenceRequest) -> tuple[Any, ...]:
+    """The signature for a runtime that merges requests itself: the same inputs, outputs and parameters."""
+    outputs = tuple(request.outputs) if request.outputs is not None else None
+    parameters = tuple(sorted((k, repr(v)) for k, v in request.parameters.items()))
+    return (tuple(request.inputs), outputs, parameters)
+
+
 class Batcher:
     def __init__(
         self,
@@ -96,7 +105,12 @@ class Batcher:
             finally:
                 self._release()
         future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future, rows, _signature(request, self.input_ranks)))
+        signature = (
+            _request_signature(request)
+            if self.runtime.merges_requests
+            else _signature(request, self.input_ranks)
+        )
+        self._pending.append((request, future, rows, signature))
         if self._running < self.slots:
             self._dispatch()
         return await future
@@ -210,6 +224,8 @@ class Batcher:
 
     def _predict_batch(self, requests: list[InferenceRequest]) -> list[InferenceResponse]:
         """On a scoring thread: merge, predict once, split on axis 0 (or fall back to one call each)."""
+        if self.runtime.merges_requests:
+            return _merged_by_runtime(self.runtime, requests)
         first = requests[0]
         merged = InferenceRequest(
             inputs={name: np.concatenate([r.inputs[name] for r in requests]) for name in first.inputs},
@@ -239,6 +255,18 @@ class Batcher:
             )
             start = stop
         return responses
+
+
+def _merged_by_runtime(runtime: Runtime, requests: list[InferenceRequest]) -> list[InferenceResponse]:
+    """The batch hook: the runtime merges the requests (its own way) and answers each one."""
+    started = time.perf_counter()
+    responses = runtime.predict_batch(requests)
+    compute_s = time.perf_counter() - started
+    if len(responses) != len(requests):
+        raise PrebakeError(f"the runtime answered {len(responses)} of {len(requests)} batched requests")
+    for response in responses:
+        response.compute_s = compute_s
+    return responses
 
 
 def timed_predict(runtime: Runtime, request: InferenceRequest) -> InferenceResponse:

@@ -18,17 +18,25 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from prebake.errors import InvalidInput, ModelLoadError, ModelNotReady, PrebakeError, echo
+from prebake.errors import InvalidInput, InvalidParameter, ModelLoadError, ModelNotReady, PrebakeError, echo
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
 from prebake.server.batching import Batcher, request_rows, timed_predict
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult
+from prebake.types import (
+    GenerationChunk,
+    GenerationRequest,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    RawRequest,
+    RawResult,
+)
 
 logger = logging.getLogger("prebake.models")
 
@@ -130,6 +138,24 @@ class ServedModel:
         if not result.run_ms:
             result.run_ms = (time.perf_counter() - started) * 1000
         return result
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """The chunks of a generation on this model's engine (counted in flight, so an unload waits)."""
+        from prebake.server import generation
+
+        runtime = self.runtime
+        engine = runtime.generator() if isinstance(runtime, Runtime) and self.state is State.READY else None
+        if engine is None and self.state is State.READY:
+            raise InvalidParameter(
+                f"model '{self.name}' does not generate text; use a text-generation model", param="model"
+            )
+        self._enter()
+        try:
+            assert engine is not None
+            async for chunk in generation.stream(engine, request):
+                yield chunk
+        finally:
+            self._leave()
 
     def _enter(self) -> None:
         if self.state is not State.READY:

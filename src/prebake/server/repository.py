@@ -10,7 +10,7 @@ workers, a load or unload acts on all of them (``control.py``) before it is answ
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,15 @@ from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
 from prebake.server.model import RuntimeFactory, ServedModel, State
 from prebake.server.statistics import model_statistics
-from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult
+from prebake.types import (
+    GenerationChunk,
+    GenerationRequest,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    RawRequest,
+    RawResult,
+)
 
 logger = logging.getLogger("prebake.models")
 
@@ -203,6 +211,9 @@ class ModelRepository:
 
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         return await self.get(name, version).infer(request)
+
+    def generate(self, name: str, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        return self.get(name).generate(request)
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult:
         key = name or self.raw_name

@@ -130,7 +130,7 @@ def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
 
 def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
     """Every protocol's routes, on the one HTTP port."""
-    from prebake.protocols import azure, sagemaker, v1, v2, vertex
+    from prebake.protocols import azure, openai, sagemaker, v1, v2, vertex
     from prebake.server import openapi, ops
 
     routes = [
@@ -138,6 +138,8 @@ def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: A
         *azure.routes(repository, swagger=swagger),
         *v2.routes(repository, max_inflated_bytes=config.max_body_bytes),
         *v1.routes(repository),
+        # After V1: GET /v1/models is OpenAI's list, which carries V1's "models" key too.
+        *openai.routes(repository),
         *sagemaker.routes(repository),
         *vertex.routes(
             repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
