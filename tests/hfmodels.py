@@ -158,7 +158,7 @@ def make_sentence_transformer(directory: Path, *, seed: int = 0, pooling: str = 
     base = make_encoder(Path(tempfile.mkdtemp(prefix="prebake-st-")), seed=seed)
     torch.manual_seed(seed)
     transformer = models.Transformer(str(base), max_seq_length=48)
-    pool = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=pooling)
+    pool = models.Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
     model = SentenceTransformer(modules=[transformer, pool, models.Normalize()], device="cpu")
     model.save(str(directory))
     return directory

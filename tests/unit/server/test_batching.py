@@ -176,3 +176,78 @@ def test_one_dimensional_rows_are_not_concatenated() -> None:
     results = asyncio.run(main())
     assert all(result.outputs["y"].shape == (1, 3) for result in results)
     assert set(runtime.calls) == {1}
+
+
+class TextRuntime(Runtime):
+    """A runtime that merges requests itself (the batch hook): texts in, their lengths out."""
+
+    name = "texts"
+    merges_requests = True
+
+    def __init__(self) -> None:
+        super().__init__(ModelSettings(name="texts", path=__import__("pathlib").Path(".")))
+        self.batches: list[list[int]] = []
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, request: InferenceRequest) -> InferenceResponse:
+        return self.predict_batch([request])[0]
+
+    def predict_batch(self, requests: list[InferenceRequest]) -> list[InferenceResponse]:
+        self.batches.append([len(r.inputs["text"]) for r in requests])
+        time.sleep(0.005)
+        out = []
+        for request in requests:
+            texts = request.inputs["text"]
+            if any(not isinstance(t, str) for t in texts):
+                raise InvalidInput("texts only")
+            out.append(InferenceResponse(outputs={"length": np.array([len(t) for t in texts])}))
+        return out
+
+
+def _texts(*values: object) -> InferenceRequest:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return InferenceRequest(inputs={"text": array})
+
+
+def test_text_requests_are_handed_whole_to_a_merging_runtime() -> None:
+    """BYTES requests of any length are never concatenated as arrays; a runtime with the batch hook gets
+    them whole, several per call, and each request gets its own answer back."""
+    runtime = TextRuntime()
+    requests = [_texts(*["x" * (i + j) for j in range(i % 3 + 1)]) for i in range(24)]
+
+    async def serve() -> list:
+        executor = Executor(1)
+        executor.start(asyncio.get_running_loop())
+        batcher = Batcher("texts", runtime, executor, Metrics(), max_batch_size=64, max_batch_delay_ms=0)
+        try:
+            return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+        finally:
+            executor.close()
+
+    results = asyncio.run(serve())
+    for request, result in zip(requests, results, strict=True):
+        assert result.outputs["length"].tolist() == [len(t) for t in request.inputs["text"]]
+    assert max(len(b) for b in runtime.batches) > 1, "concurrent text requests should share a call"
+    assert sum(sum(b) for b in runtime.batches) == sum(len(r.inputs["text"]) for r in requests)
+
+
+def test_a_bad_text_request_fails_alone_in_a_merged_batch() -> None:
+    runtime = TextRuntime()
+    requests = [_texts("a", "bb") for _ in range(8)]
+    requests.insert(3, _texts("a", 5))
+
+    async def serve() -> list:
+        executor = Executor(1)
+        executor.start(asyncio.get_running_loop())
+        batcher = Batcher("texts", runtime, executor, Metrics(), max_batch_size=64, max_batch_delay_ms=0)
+        try:
+            return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+        finally:
+            executor.close()
+
+    results = asyncio.run(serve())
+    failures = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failures == [3] and isinstance(results[3], InvalidInput)
