@@ -45,6 +45,13 @@ PEERS = {
         # KServe 0.21's model server; its sklearn server (python/sklearnserver in the KServe repository) is not
         # on PyPI, so bench/apps/kserve_sklearn.py is the same thin kserve.Model around joblib, written here.
         Peer("kserve", ("kserve==0.21.0",), "kserve"),
+        # MLServer's Hugging Face runtime (transformers pipelines). torch pinned to the CPU wheel in PIP_FIND_LINKS
+        # where the machine has one: PyPI's Linux torch is a CUDA build of several GB.
+        Peer(
+            "mlserver-hf",
+            ("mlserver==1.7.1", "mlserver-huggingface==1.7.1", "uvloop<0.22", "torch==2.13.0"),
+            "mlserver_huggingface",
+        ),
     )
 }
 

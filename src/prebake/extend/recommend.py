@@ -32,6 +32,7 @@ FRAMEWORK_PACKAGE = {
     "onnxruntime": "onnxruntime",
     "pytorch": "torch",
     "tensorflow": "tensorflow",
+    "transformers": "transformers",
 }
 
 

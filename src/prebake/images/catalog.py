@@ -22,7 +22,7 @@ from prebake.errors import ImageError, NotFound
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 LOCKS_DIR = Path(__file__).with_name("locks")
 SMOKE_KINDS = frozenset(
-    {"entry-script", "sklearn", "xgboost", "lightgbm", "onnxruntime", "pytorch", "tensorflow"}
+    {"entry-script", "sklearn", "xgboost", "lightgbm", "onnxruntime", "pytorch", "tensorflow", "transformers"}
 )
 _DEVICE = re.compile(r"^(cpu|cuda\d+)$")
 # A requirement pinned to one version: name, optional extras, "==", version (local labels like +cpu allowed).

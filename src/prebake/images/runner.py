@@ -25,6 +25,7 @@ MODEL_SUFFIXES: dict[str, frozenset[str]] = {
     "onnxruntime": frozenset({".onnx", ".ort"}),
     "pytorch": frozenset({".pt", ".pth", ".pt2"}),
     "tensorflow": frozenset({".keras", ".h5", ".savedmodel"}),
+    "transformers": frozenset({".safetensors"}),
     "minimal": frozenset(),
 }
 # Suffixes that name one framework for sure, to say which image the user wants instead.
@@ -62,6 +63,8 @@ def check_model(image: Image, model: Path) -> None:
     if model.is_dir():
         if image.framework == "tensorflow" and (model / "saved_model.pb").exists():
             return
+        if image.framework == "transformers" and (model / "config.json").exists():
+            return  # a save_pretrained directory
         files = [path for path in model.iterdir() if path.is_file()]
     else:
         files = [model]

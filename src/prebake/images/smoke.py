@@ -148,17 +148,22 @@ def _predict(case: SmokeCase, base: str, timeout: float, no_code: bool) -> Any:
             raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
         return json.loads(body).get("predictions")
     rows = case.request["data"]
-    model = Path(case.model_file).stem  # prebake serve names a model after its file
+    # prebake serve names a model after its file, or its directory (a transformers model is one).
+    model = Path(case.model_file).stem or case.model_dir.name
     # As a V2 client does: the input's name from the model's metadata (ONNX, torch and Keras name theirs).
     status, body = _http("GET", f"{base}/v2/models/{model}", None, timeout=timeout)
     if status != 200:
         raise SmokeFailed(f"GET /v2/models/{model} answered {status}: {body[:300]!r}")
-    tensor = {
-        "name": json.loads(body)["inputs"][0]["name"],
-        "shape": [len(rows), len(rows[0])],
-        "datatype": "FP32",
-        "data": sum(rows, []),
-    }
+    spec = json.loads(body)["inputs"][0]
+    if spec["datatype"] == "BYTES":  # texts (transformers): one element a row
+        tensor = {"name": spec["name"], "shape": [len(rows)], "datatype": "BYTES", "data": rows}
+    else:
+        tensor = {
+            "name": spec["name"],
+            "shape": [len(rows), len(rows[0])],
+            "datatype": "FP32",
+            "data": sum(rows, []),
+        }
     url = f"{base}/v2/models/{model}/infer"
     status, body = _http("POST", url, json.dumps({"inputs": [tensor]}).encode(), timeout=timeout)
     if status != 200:

@@ -192,6 +192,50 @@ def _tensorflow(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
     return "model.keras", load, predict, expected, 1e-4
 
 
+#: The texts the transformers case sends (its "rows"): the request's data, as texts.
+TEXTS = ["i love this movie", "the film was terrible and boring", "hello world", "paris is in france"]
+
+
+def _transformers(model_dir: Path) -> tuple[str, str, str, list[Any], float]:
+    """A two-layer BERT classifier with a WordPiece tokenizer trained here, written by save_pretrained."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(TEXTS * 4, trainers.WordPieceTrainer(vocab_size=120, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, pad_token_id=fast.pad_token_id,
+    )  # fmt: skip
+    config.num_labels = 3
+    model = BertForSequenceClassification(config).eval()
+    model.save_pretrained(model_dir)
+    fast.save_pretrained(model_dir)
+    with torch.no_grad():
+        logits = model(**fast(TEXTS, padding=True, return_tensors="pt")).logits
+    expected = logits.argmax(-1).tolist()
+    load = (
+        "from transformers import pipeline\n"
+        'model = pipeline("text-classification", model=os.environ["AZUREML_MODEL_DIR"], device="cpu")'
+    )
+    predict = "predictions = [int(r['label'].split('_')[-1]) for r in model(rows)]"
+    # "": the model is the directory itself (config.json, model.safetensors, tokenizer), not one file.
+    return "", load, predict, expected, 0
+
+
 MAKERS: dict[str, Callable[[Path], tuple[str, str, str, list[Any], float]]] = {
     "entry-script": _entry_script,
     "sklearn": _sklearn,
@@ -200,6 +244,7 @@ MAKERS: dict[str, Callable[[Path], tuple[str, str, str, list[Any], float]]] = {
     "onnxruntime": _onnxruntime,
     "pytorch": _pytorch,
     "tensorflow": _tensorflow,
+    "transformers": _transformers,
 }
 # The host package each maker needs, for a message the user can act on.
 HOST_PACKAGES = {
@@ -210,6 +255,7 @@ HOST_PACKAGES = {
     "onnxruntime": "onnx numpy",
     "pytorch": "torch",
     "tensorflow": "tensorflow-cpu",
+    "transformers": "transformers tokenizers torch",
 }
 
 
@@ -238,7 +284,7 @@ def make_case(kind: str, directory: Path) -> SmokeCase:
         model_file=model_file,
         script_dir=script_dir,
         entry_script="score.py",
-        request={"data": ROWS},
+        request={"data": TEXTS if kind == "transformers" else ROWS},
         expected=expected,
         tolerance=tolerance,
     )
