@@ -107,6 +107,12 @@ def encoder_model(directory: Path) -> Path:
     )  # fmt: skip
     BertForSequenceClassification(config).eval().save_pretrained(directory)
     tok.save_pretrained(directory)
+    # transformers 5 names its fast tokenizer class TokenizersBackend; the 4.41 that MLServer's runtime
+    # needs knows the same tokenizer.json as PreTrainedTokenizerFast.
+    config_file = directory / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text())
+    settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(settings))
     return directory
 
 
@@ -250,7 +256,7 @@ async def _closed_loop(port: int, path: str, bodies: list[bytes], concurrency: i
                 errors += 1
                 continue
             finished = time.perf_counter()
-            if window[0] <= sent and finished <= window[1]:
+            if window[0] <= finished <= window[1]:  # throughput: what finished inside the window
                 done.append((sent, finished, count(answer.content)))
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=300) as client:

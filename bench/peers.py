@@ -49,7 +49,8 @@ PEERS = {
         # where the machine has one: PyPI's Linux torch is a CUDA build of several GB.
         Peer(
             "mlserver-hf",
-            ("mlserver==1.7.1", "mlserver-huggingface==1.7.1", "uvloop<0.22", "torch==2.13.0"),
+            # transformers 4.41: mlserver-huggingface 1.7.1 imports pipelines.Conversation, gone in 4.42.
+            ("mlserver==1.7.1", "mlserver-huggingface==1.7.1", "uvloop<0.22", "torch==2.13.0", "transformers==4.41.2"),
             "mlserver_huggingface",
         ),
     )
@@ -60,6 +61,23 @@ def _same_as_here() -> tuple[str, ...]:
     from importlib.metadata import version
 
     return tuple(f"{dist}=={version(dist)}" for dist in ("scikit-learn", "joblib", "numpy"))
+
+
+# optimum 1.27 (mlserver-huggingface 1.7.1 imports it at start) imports TorchScript-exporter helpers from
+# torch.onnx.symbolic_opset14, which torch 2.13 moved to torch.onnx._internal.torchscript_exporter. They serve
+# ONNX export only, never a pipeline's inference; this .pth file points the old names at the new home, in
+# the mlserver-hf venv only, so MLServer's Hugging Face runtime starts with the one CPU torch this machine has.
+OPTIMUM_SHIM = (
+    "import importlib.util, sys; "
+    "exec('try:\\n import torch.onnx.symbolic_opset14 as o, torch.onnx._internal.torchscript_exporter."
+    "symbolic_opset14 as n\\n for k in dir(n):\\n  hasattr(o, k) or setattr(o, k, getattr(n, k))\\n"
+    "except Exception:\\n pass') if importlib.util.find_spec('optimum') else None\n"
+)
+
+
+def add_optimum_shim(peer: Peer) -> None:
+    site = next((PEERS_DIR / peer.name / "lib").glob("python3*/site-packages"))
+    (site / "zz_prebake_optimum_shim.pth").write_text(OPTIMUM_SHIM)
 
 
 def works(peer: Peer) -> bool:
@@ -85,6 +103,8 @@ def ensure(peer: Peer, log: Path | None = None) -> Path:
             timeout=INSTALL_TIMEOUT_S,
             check=False,
         )
+    if peer.name == "mlserver-hf":
+        add_optimum_shim(peer)
     if result.returncode != 0 or not works(peer):
         raise RuntimeError(f"installing {peer.name} failed, see {log}")
     return peer.python

@@ -22,7 +22,7 @@ from typing import Any
 from prebake.errors import ImageError
 from prebake.images.catalog import Image
 from prebake.images.engine import Engine, EngineFailed, engine_environment
-from prebake.images.runner import RunSpec, run_arguments
+from prebake.images.runner import MODEL_MOUNT, RunSpec, run_arguments
 from prebake.images.tinymodels import SmokeCase, make_case
 
 
@@ -148,8 +148,9 @@ def _predict(case: SmokeCase, base: str, timeout: float, no_code: bool) -> Any:
             raise SmokeFailed(f"POST /score answered {status}: {body[:300]!r}")
         return json.loads(body).get("predictions")
     rows = case.request["data"]
-    # prebake serve names a model after its file, or its directory (a transformers model is one).
-    model = Path(case.model_file).stem or case.model_dir.name
+    # prebake serve names a model after its file, or its folder (a transformers model is a folder, mounted
+    # as the model folder itself).
+    model = Path(case.model_file).stem or Path(MODEL_MOUNT).name
     # As a V2 client does: the input's name from the model's metadata (ONNX, torch and Keras name theirs).
     status, body = _http("GET", f"{base}/v2/models/{model}", None, timeout=timeout)
     if status != 200:
