@@ -8,8 +8,8 @@ reached; the call is answered once every live worker has, so after ``POST .../lo
 worker serves the model. A worker started later (a replacement) reads the file before it loads, so
 it starts as the others are.
 
-    state_dir/repository.json   {"generation": 3, "models": {"iris": {"loaded": false, "config": null}}}
-    state_dir/workers.json      the live workers' pids, written by the supervisor
+    state_dir/repository.state  {"generation": 3, "models": {"iris": {"loaded": false, "config": null}}}
+    state_dir/workers.state     the live workers' pids, written by the supervisor
     state_dir/applied-PID       the generation a worker has applied
 """
 
@@ -33,8 +33,9 @@ from prebake.errors import PrebakeError, ServerBusy
 
 logger = logging.getLogger("prebake.control")
 
-STATE = "repository.json"
-WORKERS = "workers.json"
+# Not *.json: the metrics snapshots beside them are.
+STATE = "repository.state"
+WORKERS = "workers.state"
 APPLIED = "applied-"
 SIGNAL = signal.SIGUSR1
 SETTLE_TIMEOUT_S = 120.0  # loading can take long; the call waits this long for the other workers

@@ -35,8 +35,9 @@ class HttpTransport:
         max_body_bytes: int,
         body_timeout_s: float | None = None,
         cors_origins: tuple[str, ...] = (),
+        unmatched_error_body: ErrorFormatter = v2_error_body,
     ) -> None:
-        self.router = Router(routes)
+        self.router = Router(routes, unmatched_error_body)
         self.pipeline = pipeline
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s

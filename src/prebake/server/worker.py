@@ -91,7 +91,9 @@ def build_repository(
     if config.entry_script is not None:
         from prebake.runtimes.entry_script import EntryScriptRuntime
 
-        script = EntryScriptRuntime(config.entry_script, debug=config.debug)
+        script = EntryScriptRuntime(
+            config.entry_script, debug=config.debug, app_root=config.app_root, model_dir=config.model_dir
+        )
         repository.add("score", script)
         swagger = script.swagger
     if config.models or config.model_repository is not None:
@@ -211,6 +213,14 @@ def _check_grpc() -> None:
         ) from None
 
 
+def _unmatched_error_body(config: ServeConfig) -> Any:
+    """An entry-script server answers unknown paths as azmlinfsrv does, ``{"message": ...}``."""
+    from prebake.http import v2_error_body
+    from prebake.protocols import azure
+
+    return azure.error_body if config.entry_script is not None else v2_error_body
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -267,6 +277,7 @@ def _serve(
         max_body_bytes=config.max_body_bytes,
         body_timeout_s=config.body_timeout_s,
         cors_origins=config.cors_origins,
+        unmatched_error_body=_unmatched_error_body(config),
     )
     server = _uvicorn_server(
         uvicorn.Config(
