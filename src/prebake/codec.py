@@ -13,11 +13,12 @@ One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex),
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -34,10 +35,22 @@ _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
 _EMPTY = memoryview(b"")
 
+#: Bodies at least this big are decoded and encoded on a thread, so the event loop (health, other
+#: requests) goes on meanwhile: a 30 MiB body of small BYTES elements takes seconds in Python.
+OFF_LOOP_BYTES = 1024 * 1024
+T = TypeVar("T")
+
 # Parameters of the binary tensor data extension: wire bookkeeping, never passed to a model.
 BINARY_SIZE = "binary_data_size"
 BINARY_OUT = "binary_data"
 BINARY_ALL_OUT = "binary_data_output"
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a thread where ``size`` (the bytes it works through) is OFF_LOOP_BYTES or more."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def bad(message: str) -> InvalidInput:

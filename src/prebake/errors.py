@@ -15,6 +15,7 @@
      │    └── Unauthorized            missing or wrong credentials (401)
      ├── ModelNotReady                model known but not loaded (503)
      ├── ServerBusy                   draining, or the queue is full (503, retryable)
+ │    └── OutOfMemory              a request ran out of memory (503, retryable; counted by the server)
      ├── ScoringTimeout               run()/predict() past its deadline (504)
      ├── ScoringError                 user code or the framework raised (500)
      ├── ModelLoadError               a model or entry script failed to load
@@ -120,6 +121,10 @@ class ModelNotReady(PrebakeError):
 
 
 class ServerBusy(PrebakeError):
+    status = 503
+
+
+class OutOfMemory(ServerBusy):
     status = 503
 
 

@@ -15,6 +15,7 @@ speaks, and live in the server core. Errors use the spec's ``{"error": ...}`` bo
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import prebake
-from prebake import codec, v2ext
+from prebake import codec, datatypes, v2ext
 from prebake.errors import PayloadTooLarge
 from prebake.http import Request, Response, Route
 from prebake.types import Backend, InferenceRequest, TensorSpec
@@ -82,16 +83,20 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
 
     async def infer(request: Request) -> Response:
         name, version = _model(request)
-        body = _inflate(request, max_inflated_bytes)
+        size = len(request.body)
+        body = await codec.off_loop(size, _inflate, request, max_inflated_bytes)
         header_length = _header_length(request)
         if header_length == 0:
-            decoded = _raw_binary_request(backend, name, version, body)
+            decoded = await codec.off_loop(len(body), _raw_binary_request, backend, name, version, body)
         else:
-            decoded = codec.decode_v2_request(body, header_length)
+            decoded = await codec.off_loop(len(body), codec.decode_v2_request, body, header_length)
         response = await backend.infer(name, version, decoded.request)
-        payload, json_length = codec.encode_v2_response(
-            response, binary_outputs=decoded.binary_outputs, binary_default=decoded.binary_default
+        encode = functools.partial(
+            codec.encode_v2_response,
+            binary_outputs=decoded.binary_outputs,
+            binary_default=decoded.binary_default,
         )
+        payload, json_length = await codec.off_loop(_output_bytes(response), encode, response)
         if json_length is None:
             return Response(payload)
         return Response(
@@ -147,8 +152,13 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
     ]
 
 
+def _output_bytes(response: Any) -> int:
+    return sum(getattr(a, "nbytes", 0) for a in response.outputs.values())
+
+
 def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
-    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    row = datatypes.lookup(spec.datatype)
+    data_type = row.config if row is not None else "TYPE_INVALID"
     return {"name": spec.name, "data_type": data_type, "dims": list(spec.shape)}
 
 

@@ -186,9 +186,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        internal = decode_infer_request(request)
+        size = sum(len(raw) for raw in request.raw_input_contents) or request.ByteSize()
+        internal = await codec.off_loop(size, decode_infer_request, request)
         response = await self.backend.infer(request.model_name, request.model_version or None, internal)
-        return encode_infer_response(response)
+        return await codec.off_loop(
+            sum(getattr(a, "nbytes", 0) for a in response.outputs.values()), encode_infer_response, response
+        )
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext

@@ -81,6 +81,8 @@ class HttpTransport:
             public=route.public if route is not None else False,
             model=params.get("name") or (route.model if route is not None else ""),
             content_length=content_length,
+            fd=scope.get("prebake.fd", -1),
+            error_body=route.error_body if route is not None else None,
         )
 
         async def read(call: Call) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from prebake.errors import InvalidInput, ModelLoadError, ModelNotReady, PrebakeError, echo
+from prebake.errors import InvalidInput, ModelLoadError, ModelNotReady, OutOfMemory, PrebakeError, echo
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
 from prebake.server.batching import Batcher, request_rows, timed_predict
 from prebake.server.executor import Executor
@@ -101,8 +101,10 @@ class ServedModel:
                 self.metrics.observe_run(self.name, time.perf_counter() - started)
                 self.metrics.observe_execution(self.name, request_rows(request), response.compute_s)
             outputs = select_outputs(response.outputs, request.outputs)
-        except BaseException:
+        except BaseException as error:
             self.metrics.observe_inference(self.name, False, time.perf_counter() - started, 0.0)
+            if isinstance(error, MemoryError):
+                raise out_of_memory(self.name) from None
             raise
         finally:
             self._leave()
@@ -124,6 +126,8 @@ class ServedModel:
         started = time.perf_counter()
         try:
             result = await self.executor.run(runtime.score, request)
+        except MemoryError:
+            raise out_of_memory(self.name) from None
         finally:
             self._leave()
             self.metrics.observe_run(self.name, time.perf_counter() - started)
@@ -241,6 +245,10 @@ class ServedModel:
             max_batch_delay_ms=settings.max_batch_delay_ms,
             input_ranks=ranks,
         )
+
+
+def out_of_memory(model: str) -> OutOfMemory:
+    return OutOfMemory(f"model '{model}' ran out of memory for this request; retry it, or send less")
 
 
 def select_outputs(outputs: dict[str, np.ndarray], requested: Sequence[str] | None) -> dict[str, np.ndarray]:

@@ -102,6 +102,7 @@ class ModelRepository:
             reasons = "; ".join(f"{m.name}: {m.reason}" for m in self.models.values())
             raise ModelLoadError(f"no model could be loaded: {reasons}")
         self.control.mark_applied(generation)
+        self.control.mark_status("ready")
         self.started = True
 
     # -- lookups ------------------------------------------------------------------------------------------
@@ -122,10 +123,14 @@ class ModelRepository:
 
     def ready(self) -> bool:
         # A model that failed to load does not hold back the others: its own readiness says so.
-        return self.started and all(
-            m.state is State.READY
-            for m in self.models.values()
-            if m.state not in (State.UNAVAILABLE, State.FAILED)
+        return (
+            self.started
+            and all(
+                m.state is State.READY
+                for m in self.models.values()
+                if m.state not in (State.UNAVAILABLE, State.FAILED)
+            )
+            and self.control.others_ready()
         )
 
     def model_names(self) -> list[str]:

@@ -37,6 +37,7 @@ from prebake.server.logs import AccessLog, configure_logging
 from prebake.server.metrics import Metrics
 from prebake.server.pipeline import build_pipeline
 from prebake.server.repository import ModelRepository
+from prebake.server.rescue import Rescue, WorkerTable
 
 logger = logging.getLogger("prebake.worker")
 
@@ -52,7 +53,9 @@ class Shared:
 
     state_dir: Path | None  # metrics snapshots, repository control
     heartbeats: Heartbeats | None
+    rescue: Rescue | None = None  # requests in progress, for the supervisor to answer if we freeze
     slot: int = 0
+    initial: bool = True  # one of the first workers (they listen while loading), not a replacement
 
 
 def _prepare_environment(config: ServeConfig) -> None:
@@ -170,7 +173,11 @@ def run_worker(config: ServeConfig, sock: socket.socket, shared: Shared) -> int:
         logger.error("init failed:\n%s", traceback.format_exc())
         return exits.INIT_FAILED
     try:
-        return _serve(config, sock, repository, routes, metrics)
+        listen_first = shared.initial or config.workers == 1
+        table = None
+        if shared.rescue is not None:
+            table = shared.rescue.worker(shared.slot, sorted({r.error_body for r in routes}, key=id))
+        return _serve(config, sock, repository, routes, metrics, listen_first=listen_first, rescue=table)
     except BaseException:
         logger.error("worker crashed:\n%s", traceback.format_exc())
         return exits.FAILURE
@@ -235,7 +242,12 @@ def _serve(
     repository: ModelRepository,
     routes: list[Route],
     metrics: Metrics,
+    *,
+    listen_first: bool = True,
+    rescue: WorkerTable | None = None,
 ) -> int:
+    """Serve until SIGTERM. ``listen_first``: answer probes (liveness 200, readiness 503) while the models
+    load; otherwise load, then listen."""
     import uvicorn
 
     from prebake.server.headtimeout import with_head_timeout
@@ -268,6 +280,8 @@ def _serve(
         max_header_bytes=config.max_header_bytes,
         max_body_bytes=config.max_body_bytes,
         limit_concurrency=config.limit_concurrency,
+        timeout_s=config.timeout_s,
+        rescue=rescue,
         debug=config.debug,
         on_memory_error=on_memory_error,
     )
@@ -364,7 +378,15 @@ def _serve(
             loop.add_signal_handler(sig, on_term)
         loop.add_signal_handler(control.SIGNAL, lambda: asyncio.ensure_future(repository.reconcile()))
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
-        loader = asyncio.ensure_future(load())
+        if listen_first:
+            repository.control.mark_status("loading")
+            loader = asyncio.ensure_future(load())
+        else:
+            await load()
+            if exit_code != exits.OK:
+                publisher.cancel()
+                return
+            loader = asyncio.ensure_future(asyncio.sleep(0))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
             await server.serve(sockets=[sock])
