@@ -69,6 +69,9 @@ class ServeConfig:
     heartbeat_timeout_s: float = 30.0  # a worker silent this long (stopped, GIL held) is replaced
     max_worker_memory: int | None = None  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
     allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them
+    # Triton's --allow-client-shm: clients may register shared memory regions that the server reads inputs
+    # from and writes outputs to. Off by default, as in Triton: a region is memory of this machine.
+    allow_client_shm: bool = False
 
     @property
     def timeout_s(self) -> float | None:
@@ -106,6 +109,7 @@ def load_config(
     heartbeat_timeout_s: float | None = None,
     max_worker_memory: str | int | None = None,
     allow_pickle: bool | None = None,
+    allow_client_shm: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ServeConfig:
     """The frozen config from flags (None where not given), then ``env`` (default ``os.environ``).
@@ -202,6 +206,7 @@ def load_config(
         ),
         max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
         allow_pickle=read.flag(allow_pickle, "PREBAKE_ALLOW_PICKLE"),
+        allow_client_shm=read.flag(allow_client_shm, "PREBAKE_ALLOW_CLIENT_SHM"),
     )
 
 

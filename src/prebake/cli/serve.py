@@ -156,6 +156,13 @@ from prebake import exits
     default=None,
     help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
 )
+@click.option(
+    "--allow-client-shm/--no-allow-client-shm",
+    "allow_client_shm",
+    default=None,
+    help="Let clients register system shared memory regions for inputs and outputs (Triton's option of "
+    "the same name; the V2 shared memory extension). Env: PREBAKE_ALLOW_CLIENT_SHM=1. [default: refuse]",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
     from prebake.config import load_config

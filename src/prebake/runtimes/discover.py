@@ -244,6 +244,8 @@ def _settings(
         outputs=file.outputs,
         device=file.device or device,
         parameters=dict(file.parameters),
+        labels=dict(file.labels),
+        sequence=dict(file.sequence),
     )
     if file.max_batch_size is not None:
         settings.max_batch_size = file.max_batch_size

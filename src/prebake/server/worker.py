@@ -38,6 +38,7 @@ from prebake.server.metrics import Metrics
 from prebake.server.pipeline import build_pipeline
 from prebake.server.repository import ModelRepository
 from prebake.server.rescue import Rescue, WorkerTable
+from prebake.server.shm import SharedMemoryRegistry
 
 logger = logging.getLogger("prebake.worker")
 
@@ -83,12 +84,15 @@ def build_repository(
         return settings
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
+    control_ = control_ or control.Control(None, workers=1)
     repository = ModelRepository(
         executor,
         metrics,
         factory=create_runtime,
         discover=_discoverer(config, with_policy),
         control=control_,
+        # Registrations are the whole server's, recorded beside the repository state (shm.py).
+        shared_memory=SharedMemoryRegistry(control_.directory, allowed=config.allow_client_shm),
     )
     swagger = None
     if config.entry_script is not None:
