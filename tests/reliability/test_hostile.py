@@ -479,8 +479,10 @@ def test_limit_concurrency_refuses_excess_with_503_and_recovers() -> None:
     with ServerProcess(["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20"]) as server:
         answers: list[httpx.Response] = []
         lock = threading.Lock()
+        together = threading.Barrier(25)
 
         def slow() -> None:
+            together.wait()
             answer = httpx.post(server.url + "/score", json={"sleep": 0.5}, timeout=60)
             with lock:
                 answers.append(answer)
