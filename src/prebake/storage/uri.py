@@ -35,7 +35,7 @@ SCHEMES: dict[str, Scheme] = {
     "https": "http",
 }
 _LOOKS_LIKE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 def is_uri(text: str) -> bool:
