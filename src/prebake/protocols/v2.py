@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import prebake
-from prebake import codec
+from prebake import codec, v2ext
 from prebake.errors import PayloadTooLarge
 from prebake.http import Request, Response, Route
 from prebake.types import Backend, InferenceRequest, TensorSpec
@@ -67,7 +67,7 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
             "name": meta.name or name,
             "platform": meta.platform,
             "backend": meta.platform,
-            "max_batch_size": 0,
+            "max_batch_size": backend.max_batch_size(name, version),
             "input": [_config_tensor(t) for t in meta.inputs],
             "output": [_config_tensor(t) for t in meta.outputs],
         }
@@ -76,6 +76,8 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
     async def model_ready(request: Request) -> Response:
         name, version = _model(request)
         ready = backend.model_ready(name, version)
+        if not ready:
+            backend.metadata(name, version)  # 404 for a model (or version) this server does not have
         return Response(codec.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
 
     async def infer(request: Request) -> Response:
@@ -87,13 +89,8 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         else:
             decoded = codec.decode_v2_request(body, header_length)
         response = await backend.infer(name, version, decoded.request)
-        response.model_name = response.model_name or name
         payload, json_length = codec.encode_v2_response(
-            response,
-            requested=decoded.request.outputs,
-            binary_outputs=decoded.binary_outputs,
-            binary_default=decoded.binary_default,
-            request_id=decoded.request.id,
+            response, binary_outputs=decoded.binary_outputs, binary_default=decoded.binary_default
         )
         if json_length is None:
             return Response(payload)
@@ -117,8 +114,10 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         return Response(codec.dumps({"model_stats": backend.statistics(name, version)}))
 
     async def load(request: Request) -> Response:
-        _repository_parameters(request, allowed=())
-        await backend.load(request.path_params["name"])
+        name = request.path_params["name"]
+        params = _repository_parameters(request, allowed=("config",))
+        config = v2ext.load_overrides(name, params["config"]) if "config" in params else None
+        await backend.load(name, config)
         return Response(b"", content_type=None)
 
     async def unload(request: Request) -> Response:
@@ -231,7 +230,7 @@ def _repository_parameters(request: Request, *, allowed: tuple[str, ...]) -> dic
         raise codec.bad("the request must be a JSON object with an optional 'parameters' object")
     unsupported = sorted(set(params or {}) - set(allowed))
     if unsupported:
-        # Triton's "config" and "file:..." overrides would load a different model than the one configured
-        # here; refusing is honest where ignoring would not be.
+        # Triton's "file:..." overrides would load a different model than the one in the repository;
+        # refusing is honest where ignoring would not be.
         raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
     return dict(params or {})

@@ -233,6 +233,8 @@ class EntryScriptRuntime(RawRuntime):
 
         try:
             output = self._run(**kwargs)
+        except MemoryError:
+            raise  # the server counts these: a worker that keeps running out of memory is replaced
         except (Exception, SystemExit) as exc:
             raise self._failure(exc) from exc
 
@@ -285,7 +287,7 @@ class EntryScriptRuntime(RawRuntime):
         for name, default in self._schema_params:
             value = body.get(name, default)
             if value is inspect.Parameter.empty:
-                raise RequestError(f"A value is not provided for the {name!r} parameter.", parameter=name)
+                raise InvalidInput(f"A value is not provided for the {name!r} parameter.", input=name)
             kwargs[name] = value
         return kwargs
 
@@ -294,7 +296,7 @@ class EntryScriptRuntime(RawRuntime):
             parameter = azure_schema.conversion_failure(exc)
             if parameter is not None:
                 return InvalidInput(
-                    f"Invalid value for parameter {parameter!r}: {exc}", status=422, parameter=parameter
+                    f"Invalid value for parameter {parameter!r}: {exc}", status=422, input=parameter
                 )
         if self._request_error is not None and isinstance(exc, self._request_error):
             # The script asked AMLRequest for what the body is not (get_json() on text): the client's error.

@@ -25,7 +25,6 @@ from prebake.runtimes.arrays import (
     TensorCheck,
     as_text,
     rejected,
-    select_outputs,
     tabular_plan,
     v2_datatype,
 )
@@ -150,11 +149,7 @@ class SklearnRuntime(Runtime):
             outputs = {method: np.asarray(fn(x)) for method, fn in self._methods}
         except (ValueError, TypeError) as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs=select_outputs(outputs, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs=outputs)
 
     def _columns_frame(self, request: InferenceRequest) -> Any:
         """A DataFrame from one input per column (V2 requests from pandas clients)."""
