@@ -279,3 +279,24 @@ def test_a_sas_token_in_an_https_url_is_used_and_never_printed(
     assert f"{web.uri(key)}: access refused" in output
     assert "wrong-signature-1234" not in output
     assert _versions(tmp) == []
+
+
+def test_an_entry_scripts_model_dir_may_be_a_uri(
+    stores: Stores, cache: Path, models: dict[str, bytes], tmp_path: Path
+) -> None:
+    """--entry-script score.py --model-dir s3://...: score.py finds the fetched folder in AZUREML_MODEL_DIR."""
+    store = stores["s3"]
+    folder = f"{_prefix()}/azure-model"
+    store.put(f"{folder}/model.joblib", models["two"])
+    script = tmp_path / "score.py"
+    script.write_text(
+        "import json, os, joblib\n"
+        "def init():\n    global model\n"
+        "    model = joblib.load(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.joblib'))\n"
+        "def run(raw):\n    return model.predict(json.loads(raw)['data']).tolist()\n"
+    )
+    args = ["--entry-script", str(script), "--model-dir", store.uri(folder)]
+    with ServerProcess(args, env=_env(store, cache), ready_path="/") as server:
+        response = httpx.post(f"{server.url}/score", json={"data": ROWS}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json() == ANSWERS["two"]
