@@ -418,18 +418,18 @@ def test_registrations_act_for_every_worker(repository: Path, region: Any) -> No
 
         # A new connection each time, until each worker has served one (which worker accepts is the
         # kernel's choice): every one of them maps the region itself and answers from it.
-        for sent in range(300):
+        for _ in range(300):
             answer = _infer_shm_http(clients.url, inputs)
             assert answer.status_code == 200, answer.text
             assert answer.json()["outputs"][0]["data"] == (2 * a).reshape(-1).tolist()
             if mapped() == set(workers):
                 break
-        assert mapped() == set(workers), f"after {sent + 1} requests only {mapped()} of {workers} mapped it"
+        assert mapped() == set(workers), f"after 300 requests only {mapped()} of {workers} mapped it"
         clients.grpc.unregister_system_shared_memory("w")
         # Once one worker recorded the unregistration, every worker refuses the region and lets it go.
-        for sent in range(300):
+        for _ in range(300):
             answer = _infer_shm_http(clients.url, inputs)
             assert answer.status_code == 400 and "Unable to find shared memory region: 'w'" in answer.text
             if not mapped():
                 break
-        assert not mapped(), f"after {sent + 1} requests {mapped()} still map it"
+        assert not mapped(), f"after 300 requests {mapped()} still map it"

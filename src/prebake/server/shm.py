@@ -89,7 +89,8 @@ class SharedMemoryRegistry:
         self.directory = directory
         self.allowed = allowed
         self._records: dict[str, Record] = {}
-        self._seen: tuple[int, int, int] | None = None  # the state file's (inode, size, mtime) when read
+        self._seen: int | None = None  # the inode of the state file last read (held open: see _refresh)
+        self._held: int | None = None
         self._mapped: dict[str, _Mapped] = {}
         self._lock = threading.Lock()  # large bodies are decoded on threads
 
@@ -173,6 +174,7 @@ class SharedMemoryRegistry:
             for mapped in self._mapped.values():
                 mapped.close()
             self._mapped.clear()
+            self._hold(None)
 
     # -- inside -----------------------------------------------------------------------------------------
     def _place(self, region: str, offset: int, byte_size: int) -> tuple[_Mapped, int]:
@@ -203,28 +205,43 @@ class SharedMemoryRegistry:
         return mapped, mapped.start + offset
 
     def _refresh(self) -> None:
-        """Take the registrations another worker recorded (when the state file changed since it was read)."""
+        """Take the registrations another worker recorded, when the state file changed since it was read.
+
+        Every change replaces the file, so a new inode number means a change; the last file read is held
+        open, so its inode number cannot be handed to a newer file meanwhile (timestamps and sizes could
+        repeat within a clock tick)."""
         if self.directory is None:
             return
+        path = self.directory / STATE
         try:
-            info = os.stat(self.directory / STATE)
+            inode: int | None = os.stat(path).st_ino
         except FileNotFoundError:
-            seen = None
-        else:
-            seen = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if seen == self._seen:
+            inode = None
+        if inode == self._seen:
             return
         records: dict[str, Record] = {}
-        if seen is not None:
+        held = None
+        if inode is not None:
             try:
-                doc = orjson.loads((self.directory / STATE).read_bytes())
+                held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                with os.fdopen(os.dup(held), "rb") as file:
+                    doc = orjson.loads(file.read())
                 records = {name: Record(**entry) for name, entry in doc.get("regions", {}).items()}
+                inode = os.fstat(held).st_ino
             except (OSError, ValueError, TypeError) as error:
+                if held is not None:
+                    os.close(held)
                 logger.error("cannot read the shared memory registrations: %s", error)
                 return
-        self._records, self._seen = records, seen
+        self._hold(held)
+        self._records, self._seen = records, inode
         for name in [n for n, m in self._mapped.items() if records.get(n) != m.record]:
             self._mapped.pop(name).close()
+
+    def _hold(self, fd: int | None) -> None:
+        if self._held is not None:
+            os.close(self._held)
+        self._held = fd
 
     def _store(self) -> None:
         if self.directory is None:
@@ -240,12 +257,13 @@ class SharedMemoryRegistry:
         try:
             tmp.write_bytes(orjson.dumps(doc))
             tmp.replace(path)
-            info = os.stat(path)
+            held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as error:
             raise PrebakeError(
                 f"cannot record the shared memory registration in {self.directory}: {error.strerror}"
             ) from None
-        self._seen = (info.st_ino, info.st_size, info.st_mtime_ns)
+        self._hold(held)
+        self._seen = os.fstat(held).st_ino
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
