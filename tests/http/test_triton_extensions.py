@@ -336,6 +336,20 @@ def test_bad_shared_memory_requests_are_400s(server: Clients, region: Any) -> No
         answer.status_code == 400
         and "Input must set only one of the following fields" in answer.json()["error"]
     )
+    classes = {
+        "Output can't set both 'shared_memory_region' and 'classification'": {
+            "shared_memory_region": "bad", "shared_memory_byte_size": 64, "classification": 2,
+        },
+        "invalid value type for 'classification' parameter": {"classification": "2"},
+        "invalid value for 'shared_memory_offset' parameter": {
+            "shared_memory_region": "bad", "shared_memory_byte_size": 64, "shared_memory_offset": -4,
+        },
+    }  # fmt: skip
+    for message, params in classes.items():
+        answer = _infer_shm_http(
+            server.url, [{**data, "name": "INPUT0"}, data], [{"name": "OUTPUT0", "parameters": params}]
+        )
+        assert answer.status_code == 400 and message in answer.json()["error"], (message, answer.text)
     small = _infer_shm_http(
         server.url,
         [{**data, "name": "INPUT0"}, data],
@@ -357,6 +371,7 @@ def test_bad_shared_memory_requests_are_400s(server: Clients, region: Any) -> No
         "Unable to open shared memory region": ("gone", "/prebake-test-no-such-key", 0, 16),
         "invalid shm key": ("escape", "/../etc/passwd", 0, 16),
         "reserved prefix": ("python", "/triton_python_backend_shm_region_1", 0, 16),
+        "byte_size must be at least 1": ("zero", key, 0, 0),
     }
     for message, (name, bad_key, offset, size) in registrations.items():
         answer = httpx.post(
