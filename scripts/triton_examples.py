@@ -219,7 +219,10 @@ def write_image(path: Path) -> None:
 
 # -- what each example needs, and what to expect ------------------------------------------------------
 
-SERVER_NAME = "the example requires the server to call itself 'triton' (get_server_metadata().name)"
+SERVER_NAME = (
+    "the example requires the server to call itself 'triton' (get_server_metadata().name); with that one "
+    "comparison changed it passes"
+)
 NO_DECOUPLED = (
     "needs Triton's decoupled model repeat_int32 (several responses to one request, a C++ backend "
     "example); prebake runtimes answer each request once"
@@ -231,7 +234,7 @@ NO_ENSEMBLE = (
 
 
 FILE_OVERRIDE = (
-    "all but its last check passes; it then loads with a 'file:' override whose path is over NAME_MAX and "
+    "every check passes up to a load with a 'file:' override whose path is over NAME_MAX, for which it "
     "wants StatusCode.INTERNAL, where prebake (which takes no file: overrides) answers INVALID_ARGUMENT "
     "with the same 'failed to poll from model repository' text: the code the example's own TODO "
     "(TRI-958) calls right"
