@@ -26,6 +26,16 @@ from typing import Any
 
 from prebake.errors import InvalidInput, echo
 
+#: The extensions both transports offer (server metadata lists them; REST adds binary_tensor_data).
+EXTENSIONS = [
+    "classification",
+    "model_configuration",
+    "model_repository",
+    "sequence",
+    "statistics",
+    "system_shared_memory",
+]
+
 SHM_REGION = "shared_memory_region"
 SHM_OFFSET = "shared_memory_offset"
 SHM_SIZE = "shared_memory_byte_size"

@@ -32,15 +32,7 @@ from prebake.errors import NotFound, PayloadTooLarge, echo
 from prebake.http import Request, Response, Route
 from prebake.types import Backend, InferenceRequest, TensorSpec
 
-EXTENSIONS = [
-    "binary_tensor_data",
-    "classification",
-    "model_configuration",
-    "model_repository",
-    "sequence",
-    "statistics",
-    "system_shared_memory",
-]
+EXTENSIONS = ["binary_tensor_data", *v2ext.EXTENSIONS]
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
 DEFAULT_MAX_INFLATED = 256 * 1024 * 1024

@@ -30,14 +30,7 @@ from prebake.types import Backend, InferenceRequest, InferenceResponse, SharedMe
 
 logger = logging.getLogger("prebake.grpc")
 
-EXTENSIONS = [
-    "classification",
-    "model_configuration",
-    "model_repository",
-    "sequence",
-    "statistics",
-    "system_shared_memory",
-]
+EXTENSIONS = v2ext.EXTENSIONS
 
 
 def parameter_value(param: pb.InferParameter | pb.ModelRepositoryParameter) -> Any:
