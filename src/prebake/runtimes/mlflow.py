@@ -250,6 +250,8 @@ class MlflowRuntime(Runtime):
         if not self.settings.inputs:
             meta.inputs = self.signature.input_specs()
         meta.parameters = {"flavor": self.flavor, **self.signature.describe()}
+        if self.model is not None and self.model.mlflow_version:
+            meta.parameters["mlflow_version"] = self.model.mlflow_version
         if self.model is not None and self.model.input_example:
             example = self.model.serving_example()
             if example is not None:

@@ -180,7 +180,7 @@ def cast_column(name: str, values: np.ndarray, type_: str) -> np.ndarray:
     if values.dtype == dtype:
         return values
     try:
-        if values.dtype.kind == "O" and dtype.kind in "iu" and any(v is None for v in values):
+        if dtype.kind in "iub" and _has_missing(values):
             raise ValueError("Cannot convert non-finite values (NA or inf) to integer")
         return values.astype(dtype)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -189,6 +189,12 @@ def cast_column(name: str, values: np.ndarray, type_: str) -> np.ndarray:
             f"'{dtype}'. Error: '{exc}'",
             input=name,
         ) from None
+
+
+def _has_missing(values: np.ndarray) -> bool:
+    if values.dtype.kind == "f":
+        return not bool(np.isfinite(values).all())
+    return values.dtype.kind == "O" and any(v is None for v in values.reshape(-1))
 
 
 def check_tensor(spec: Tensor, values: np.ndarray, name: str | None = None) -> np.ndarray:

@@ -44,7 +44,7 @@ def _prepare_environment(config: ServeConfig) -> None:
 
 def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend, list[Route]]:
     """Create (not load) the runtimes named by the config, and the protocol routes that front them."""
-    from prebake.protocols import azure
+    from prebake.protocols import azure, azure_mlflow, mlflow_scoring
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
     backend = ServerBackend(executor, metrics)
@@ -78,6 +78,7 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
 
     routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
     routes.extend(_protocol_routes(backend, config))
+    routes = mlflow_scoring.over(backend, azure_mlflow.over(backend, routes))  # share /invocations, /score
     from prebake.server import openapi
 
     routes.append(openapi.route(routes, models=backend.model_names(), auth=bool(config.api_keys)))
