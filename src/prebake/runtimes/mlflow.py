@@ -52,7 +52,7 @@ log = logging.getLogger("prebake.runtimes")
 NATIVE = ("sklearn", "xgboost", "lightgbm", "onnx")
 #: The loader_module of each native flavor's python_function entry.
 _NATIVE_LOADERS = {f"mlflow.{name}": name for name in NATIVE}
-#: Flavors that mlflow loads through pickle (or torch.load, which unpickles).
+#: Flavors that mlflow loads through pickle (torch.load unpickles; torch.export's "pt2" format does not).
 _PICKLED = ("pytorch",)
 PREDICTIONS = "predictions"
 
@@ -132,7 +132,10 @@ class MlflowRuntime(Runtime):
                 f"{model.path / 'MLmodel'}: flavor(s) {flavors} have no python_function entry and prebake "
                 f"loads natively only {', '.join(NATIVE)}; log the model with mlflow.pyfunc or one of those"
             )
-        if self.flavor in _PICKLED or conf.get("python_model") or conf.get("cloudpickle_version"):
+        pickled_flavor = (
+            self.flavor in _PICKLED and model.flavors[self.flavor].get("serialization_format") != "pt2"
+        )
+        if pickled_flavor or conf.get("python_model") or conf.get("cloudpickle_version"):
             _check_pickle(self.settings, model.path / (conf.get("python_model") or "MLmodel"), self.flavor)
         code = conf.get("code")
         if code:
