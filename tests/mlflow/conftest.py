@@ -104,7 +104,9 @@ def make_xgboost(path: Path) -> Saved:
     x, y = _iris()
     matrix = x.to_numpy(dtype=np.float32)
     model = xgb.XGBClassifier(n_estimators=8, max_depth=3).fit(matrix, y)
-    mlflow.xgboost.save_model(model, path, signature=mlflow.models.infer_signature(matrix, model.predict(matrix)))
+    mlflow.xgboost.save_model(
+        model, path, signature=mlflow.models.infer_signature(matrix, model.predict(matrix))
+    )
     rows = matrix[::25]
     return Saved(path, {"inputs": rows.tolist()}, mlflow_predict(path, rows), rows)
 
@@ -147,7 +149,7 @@ def make_pytorch(path: Path) -> Saved:
     return Saved(path, {"inputs": x.tolist()}, mlflow_predict(path, x), x)
 
 
-PYFUNC_CODE = '''
+PYFUNC_CODE = """
 import mlflow.pyfunc
 from scaling import offset  # a second file of code_paths
 
@@ -159,7 +161,7 @@ class Scaler(mlflow.pyfunc.PythonModel):
         if "y" in model_input:
             out["x"] += model_input["y"].fillna(0)
         return out.rename(columns={"x": "scaled"})
-'''
+"""
 
 
 def make_pyfunc(path: Path) -> Saved:

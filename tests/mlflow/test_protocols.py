@@ -51,14 +51,20 @@ def v2_inputs(data: Any) -> list[dict[str, Any]]:
         ]
     array = np.asarray(data)
     datatype = "FP32" if array.dtype == np.float32 else "FP64"
-    return [{"name": "input-0", "datatype": datatype, "shape": list(array.shape), "data": array.ravel().tolist()}]
+    return [
+        {"name": "input-0", "datatype": datatype, "shape": list(array.shape), "data": array.ravel().tolist()}
+    ]
 
 
 def azure_body(saved: Saved) -> dict[str, Any]:
     data = saved.data
     body: dict[str, Any] = {}
     if isinstance(data, pd.DataFrame):
-        body["input_data"] = {"columns": list(data.columns), "index": list(range(len(data))), "data": data.to_numpy().tolist()}
+        body["input_data"] = {
+            "columns": list(data.columns),
+            "index": list(range(len(data))),
+            "data": data.to_numpy().tolist(),
+        }
     else:
         body["input_data"] = np.asarray(data).tolist()
     if "params" in saved.body:
@@ -68,7 +74,9 @@ def azure_body(saved: Saved) -> dict[str, Any]:
 
 def v1_body(saved: Saved) -> dict[str, Any]:
     data = saved.data
-    instances = data.to_dict(orient="records") if isinstance(data, pd.DataFrame) else np.asarray(data).tolist()
+    instances = (
+        data.to_dict(orient="records") if isinstance(data, pd.DataFrame) else np.asarray(data).tolist()
+    )
     body: dict[str, Any] = {"instances": instances}
     if "params" in saved.body:
         body["parameters"] = saved.body["params"]
@@ -120,7 +128,9 @@ def test_v2_named_inputs(served: tuple[str, Saved, ServerProcess]) -> None:
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
     expected = saved.expected
-    if isinstance(expected, dict) or (isinstance(expected, list) and expected and isinstance(expected[0], dict)):
+    if isinstance(expected, dict) or (
+        isinstance(expected, list) and expected and isinstance(expected[0], dict)
+    ):
         same(outputs, expected)
     else:
         (only,) = outputs.values()
