@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.extend.evidence import Evidence, gather
+from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
 
@@ -42,6 +42,8 @@ class Recommendation:
     warnings: list[str] = field(default_factory=list)
     exact: bool = True
     evidence: list[Evidence] = field(default_factory=list)
+    #: Requirements the model needs that the image lacks (``pkg==version``), for PREBAKE_EXTRA_REQUIREMENTS.
+    lacking: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class Recommendation:
             "exact": self.exact,
             "reasons": self.reasons,
             "warnings": self.warnings,
+            "lacking": self.lacking,
         }
 
 
@@ -86,13 +89,16 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
 
     Raises FileNotFoundError for a missing path and ValueError for a file that cannot be read.
     """
-    evidence = gather(path)
+    everything = gather(path)
+    # What an MLflow model's logging environment listed is checked against the image, not used to pick it.
+    evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
+    logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
     candidates = [image for image in catalog.images if (image.device == "cpu") == (device == "cpu")]
     if not candidates:
         raise ValueError(f"the catalog has no {device} image")
     minimal = [image for image in candidates if image.framework == "minimal"]
     if not evidence and minimal:
-        return _explain(minimal[0], image_packages(minimal[0]), evidence, path)
+        return _explain(minimal[0], image_packages(minimal[0]), evidence, path, logged)
     scored = []
     for image in candidates:
         packages = image_packages(image)
@@ -106,10 +112,20 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
         scored.append(((held, exact, named, newest, -len(packages)), image, packages))
     scored.sort(key=lambda entry: entry[0], reverse=True)
     _, image, packages = scored[0]
-    return _explain(image, packages, evidence, path)
+    return _explain(image, packages, evidence, path, logged)
 
 
-def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], path: Path) -> Recommendation:
+def recommend_for_image(path: Path, image: Image) -> Recommendation:
+    """What ``image`` gives and lacks for the model at ``path`` (as ``recommend`` explains its pick)."""
+    everything = gather(path)
+    evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
+    logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
+    return _explain(image, image_packages(image), evidence, path, logged)
+
+
+def _explain(
+    image: Image, packages: dict[str, str], evidence: list[Evidence], path: Path, logged: list[Evidence]
+) -> Recommendation:
     reasons: list[str] = []
     warnings: list[str] = []
     exact = True
@@ -153,4 +169,17 @@ def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], p
             f"no catalog image holds {', '.join(unique)}: add {'it' if len(unique) == 1 else 'them'} with a requirements "
             "file (PREBAKE_EXTRA_REQUIREMENTS, or `prebake extend -r`)"
         )
-    return Recommendation(image, reasons, warnings, exact, evidence)
+    lacking = [_pin(item) for item in evidence if item.package in missing]
+    absent = [item for item in logged if provided(packages, item.package) is None]
+    if absent:
+        lacking += [_pin(item) for item in absent]
+        warnings.append(
+            f"the model's requirements.txt also lists {', '.join(_pin(i) for i in absent)}, which {image.name} "
+            "lacks: install them at start (PREBAKE_EXTRA_REQUIREMENTS) or with `prebake extend -r`, where the "
+            "model needs them"
+        )
+    return Recommendation(image, reasons, warnings, exact, evidence, sorted(set(lacking)))
+
+
+def _pin(item: Evidence) -> str:
+    return f"{item.package}=={item.version}" if item.version else item.package
