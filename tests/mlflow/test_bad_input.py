@@ -153,7 +153,9 @@ def _broken_models(
     broken_code = repo / "broken_code"
     shutil.copytree(pyfunc_model.path, broken_code)
     (broken_code / "code" / "scaling.py").unlink()
-    (broken_code / "model-settings.json").write_text('{"allow_pickle": true}')  # trusted, so it gets to import
+    (broken_code / "model-settings.json").write_text(
+        '{"allow_pickle": true}'
+    )  # trusted, so it gets to import
     shutil.copytree(sklearn_pickle_model.path, repo / "pickled")
     return repo
 

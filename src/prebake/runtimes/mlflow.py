@@ -8,13 +8,14 @@ same estimator method on the same DataFrame or array), so the answers are MLflow
 (``mlflow-skinny`` is enough) in the image; ``code_paths`` are honoured there, and a failing import names
 the file.
 
-Why native where we can, measured on this 2-core machine (docs/benchmarks-notes.md, "MLflow flavors"):
-for the iris LogisticRegression saved by ``mlflow.sklearn.save_model``, one row, predict called
-in-process 2,000 times, prebake's native path (checks + DataFrame + estimator) took 0.17 ms a call and
-``mlflow.pyfunc.load_model(...).predict`` 0.62 ms (its schema enforcement is most of it); the answers
-were equal element for element. Natively an sklearn MLflow model also needs no mlflow at all: the
-sklearn image (402 MB, target 450) serves it with nothing added except skops for skops-format models,
-where mlflow-skinny and its dependencies would add about 60 MB.
+Why native where we can, measured (docs/mlflow.md has the commands): for the iris LogisticRegression saved
+by ``mlflow.sklearn.save_model``, predict called in-process 2,000 times on this shared 2-core machine,
+prebake's native path (signature checks, then the estimator) took 0.34 ms a call for 1 row and 0.37 ms
+for 64 rows; ``mlflow.pyfunc.load_model(...).predict`` on the same DataFrame 3.0 ms and 2.6 ms (its schema
+enforcement and pandas work are most of it); the answers were equal element for element. Natively an
+sklearn MLflow model needs no mlflow at all, and mlflow-skinny with what it brings beyond the sklearn
+image is about 115 MB: the sklearn image (408 MB, target 450 MB) could not hold it, so mlflow lives in its
+own catalog image (mlflow-3.17.2-...) for the python_function flavor only.
 
 Requests: a column-based signature takes one input per column (V2 named inputs, MLflow's
 ``dataframe_split``...), a tensor-based one named tensors or one unnamed tensor; a model without a
