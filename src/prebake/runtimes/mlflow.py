@@ -99,7 +99,7 @@ class MlflowRuntime(Runtime):
                 f"{directory / 'MLmodel'}: cannot load the {self.flavor} flavor: {type(exc).__name__}: {exc}"
                 f"{version_note(model)}"
             ) from exc
-        if self.signature.columns or "python_function" in model.flavors:
+        if not self.as_matrix:
             try:
                 import pandas as pd
 
@@ -390,9 +390,12 @@ def _load_sklearn_file(settings: ModelSettings, path: Path, fmt: str, trusted: l
     _check_pickle(settings, path, "sklearn")
     with path.open("rb") as f:
         if fmt == "cloudpickle":
-            import cloudpickle
-
-            return cloudpickle.load(f)
+            try:
+                import cloudpickle
+            except ImportError:
+                pass  # cloudpickle writes plain pickles where everything it refers to is importable
+            else:
+                return cloudpickle.load(f)
         import pickle
 
         return pickle.load(f)  # noqa: S301 - allowed by the pickle policy above
