@@ -57,7 +57,7 @@ def layer(
                     error_body=under.error_body,
                     public=under.public and public,
                     label=under.label,
-                    extra=under.extra,
+                    model=under.model,
                 )
             ]
     return out
@@ -70,7 +70,7 @@ def _split(route: Route, method: str) -> list[Route]:
         return []
     return [
         Route(rest, route.path, route.handler, error_body=route.error_body, public=route.public,
-              label=route.label, extra=route.extra)
+              label=route.label, model=route.model)
     ]  # fmt: skip
 
 
@@ -80,7 +80,7 @@ def _rendering(handler: Handler, errors: Callable[[int, str, str], bytes]) -> Ha
             return await handler(request)
         except PrebakeError as error:
             response = Response(errors(error.status, error.message, request.request_id), status=error.status)
-            response.headers.extend(error.details.get("headers", []))
+            response.headers.extend(error.headers)
             return response
 
     rendered.__name__ = handler.__name__

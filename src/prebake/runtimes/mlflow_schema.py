@@ -237,7 +237,6 @@ def check_param(param: Param, value: Any) -> Any:
                 f"Invalid parameters found: {{'{param.name}': 'Value must be a 1D array with shape (-1,) "
                 f"for param {param.name!r}: {param.type} (default: {param.default}) (shape: {param.shape}), "
                 f"received {type(value).__name__}'}}",
-                parameter=param.name,
             )
         return [_param_scalar(param, v) for v in value]
     return _param_scalar(param, value)
@@ -260,7 +259,6 @@ def _param_scalar(param: Param, value: Any) -> Any:
         raise InvalidInput(
             f"Invalid parameters found: {{'{param.name}': 'Failed to validate type and shape for "
             f"{param.name!r}, error: Can not safely convert {type(value)} to {kind} for value {value!r}'}}",
-            parameter=param.name,
         )
     if kind in ("float", "double"):
         return float(value)
