@@ -153,22 +153,16 @@ def _broken_models(
     broken_code = repo / "broken_code"
     shutil.copytree(pyfunc_model.path, broken_code)
     (broken_code / "code" / "scaling.py").unlink()
-    (broken_code / "model-settings.json").write_text(
-        '{"allow_pickle": true}'
-    )  # trusted, so it gets to import
-    shutil.copytree(sklearn_pickle_model.path, repo / "pickled")
     return repo
 
 
 def test_bad_models_fail_alone(
     tmp_path: Path, sklearn_model: Saved, pyfunc_model: Saved, sklearn_pickle_model: Saved
 ) -> None:
-    """An unknown flavor, a missing artifact, a code_paths import failure, a pickle not allowed: each model
-    FAILED with a reason naming the file and what to do; the good model serves."""
+    """An unknown flavor, a missing artifact, a code_paths import failure: each model FAILED with a reason
+    naming the file and what to do; the good model serves (pickles allowed, so the pyfunc gets to import)."""
     repo = _broken_models(tmp_path, sklearn_model, pyfunc_model, sklearn_pickle_model)
-    server = ServerProcess(["--model-repository", str(repo)], start_timeout=90)
-    server.env = {k: v for k, v in os.environ.items() if k != "PREBAKE_ALLOW_PICKLE"}  # the default: refuse
-    with server:
+    with ServerProcess(["--model-repository", str(repo), "--allow-pickle"], start_timeout=90) as server:
         index = {m["name"]: m for m in httpx.post(server.url + "/v2/repository/index").json()}
         assert index["good"]["state"] == "READY"
         reasons = {name: index[name]["reason"] for name in index if name != "good"}
@@ -177,7 +171,6 @@ def test_bad_models_fail_alone(
         assert "python_function" in reasons["unknown_flavor"]
         assert "model.skops" in reasons["missing_artifact"] and "missing" in reasons["missing_artifact"]
         assert "scaling" in reasons["broken_code"] and "code_paths" in reasons["broken_code"]
-        assert "--allow-pickle" in reasons["pickled"] and "pickle" in reasons["pickled"]
         body = {
             "inputs": [
                 {"name": c, "datatype": "FP64", "shape": [1], "data": [v]}
@@ -185,7 +178,22 @@ def test_bad_models_fail_alone(
             ]
         }
         assert httpx.post(server.url + "/v2/models/good/infer", json=body).status_code == 200
-        assert httpx.post(server.url + "/v2/models/pickled/infer", json=body).status_code == 503
+
+
+def test_pickled_flavor_follows_the_pickle_policy(
+    tmp_path: Path, sklearn_model: Saved, sklearn_pickle_model: Saved
+) -> None:
+    """A cloudpickle sklearn model is refused without --allow-pickle, saying so; a skops one beside it serves."""
+    repo = tmp_path / "repo"
+    shutil.copytree(sklearn_model.path, repo / "good")
+    shutil.copytree(sklearn_pickle_model.path, repo / "pickled")
+    server = ServerProcess(["--model-repository", str(repo)], start_timeout=90)
+    server.env = {k: v for k, v in os.environ.items() if k != "PREBAKE_ALLOW_PICKLE"}  # the default: refuse
+    with server:
+        index = {m["name"]: m for m in httpx.post(server.url + "/v2/repository/index").json()}
+        assert index["good"]["state"] == "READY"
+        assert index["pickled"]["state"] == "FAILED"
+        assert "--allow-pickle" in index["pickled"]["reason"] and "pickle" in index["pickled"]["reason"]
 
 
 def test_sagemaker_shapes_still_work(tmp_path: Path) -> None:
