@@ -8,11 +8,12 @@ release). A script that needs no framework gets the minimal image. Where no imag
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, gather
+from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, from_name, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
 
@@ -89,16 +90,31 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
 
     Raises FileNotFoundError for a missing path and ValueError for a file that cannot be read.
     """
-    everything = gather(path)
-    # What an MLflow model's logging environment listed is checked against the image, not used to pick it.
-    evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
-    logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
+    return choose(gather(path), catalog, device=device, label=path.name)
+
+
+def recommend_for_name(name: str, catalog: Catalog, *, device: str = "cpu") -> Recommendation:
+    """The best image for a model known only by its file name (not on this machine): by its suffix.
+
+    Raises ValueError when the name says nothing about the framework.
+    """
+    evidence = from_name(name)
+    if not evidence:
+        raise ValueError(f"{name}: the file name does not say which framework saved it")
+    return choose(evidence, catalog, device=device, label=Path(name).name)
+
+
+def choose(evidence: list[Evidence], catalog: Catalog, *, device: str, label: str) -> Recommendation:
+    """The image the evidence points to, with the reasons (``label`` names what the evidence came from).
+    What an MLflow model's logging environment listed is checked against the image, not used to pick it."""
+    logged = [item for item in evidence if item.note == LOGGED_REQUIREMENT]
+    evidence = [item for item in evidence if item.note != LOGGED_REQUIREMENT]
     candidates = [image for image in catalog.images if (image.device == "cpu") == (device == "cpu")]
     if not candidates:
         raise ValueError(f"the catalog has no {device} image")
     minimal = [image for image in candidates if image.framework == "minimal"]
     if not evidence and minimal:
-        return _explain(minimal[0], image_packages(minimal[0]), evidence, path, logged)
+        return _explain(minimal[0], image_packages(minimal[0]), evidence, label, logged)
     scored = []
     for image in candidates:
         packages = image_packages(image)
@@ -112,7 +128,7 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
         scored.append(((held, exact, named, newest, -len(packages)), image, packages))
     scored.sort(key=lambda entry: entry[0], reverse=True)
     _, image, packages = scored[0]
-    return _explain(image, packages, evidence, path, logged)
+    return _explain(image, packages, evidence, label, logged)
 
 
 def recommend_for_image(path: Path, image: Image) -> Recommendation:
@@ -120,18 +136,22 @@ def recommend_for_image(path: Path, image: Image) -> Recommendation:
     everything = gather(path)
     evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
     logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
-    return _explain(image, image_packages(image), evidence, path, logged)
+    return _explain(image, image_packages(image), evidence, path.name, logged)
 
 
 def _explain(
-    image: Image, packages: dict[str, str], evidence: list[Evidence], path: Path, logged: list[Evidence]
+    image: Image,
+    packages: dict[str, str],
+    evidence: list[Evidence],
+    label: str,
+    logged: Sequence[Evidence] = (),
 ) -> Recommendation:
     reasons: list[str] = []
     warnings: list[str] = []
     exact = True
     if not evidence:
         reasons.append(
-            f"{path.name} names no framework prebake recognises: the minimal image serves score.py files"
+            f"{label} names no framework prebake recognises: the minimal image serves score.py files"
         )
     missing: list[str] = []
     for item in evidence:
