@@ -40,6 +40,9 @@ class ModelMetadata:
     versions: list[str] = field(default_factory=list)
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
+    #: What tensor specs cannot say, for documents made from metadata (an MLflow model's optional
+    #: columns, params with defaults, input example); MLServer's metadata has the same field.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -139,7 +139,7 @@ def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
 
 def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
     """Every protocol's routes, on the one HTTP port."""
-    from prebake.protocols import azure, sagemaker, v1, v2, vertex
+    from prebake.protocols import azure, azure_mlflow, mlflow_scoring, sagemaker, v1, v2, vertex
     from prebake.server import openapi, ops
 
     routes = [
@@ -152,6 +152,9 @@ def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: A
             repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
     ]
+    routes = mlflow_scoring.over(
+        repository, azure_mlflow.over(repository, routes)
+    )  # share /invocations, /score
     routes.append(openapi.route(routes, models=repository.model_names(), auth=bool(config.api_keys)))
     return routes
 
