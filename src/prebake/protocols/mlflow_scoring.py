@@ -205,7 +205,7 @@ def over(backend: Backend, beneath: Sequence[Route]) -> list[Route]:
         [
             Shared(("GET",), "/ping", ping, mlflow_only, public=True),
             Shared(("GET",), "/health", ping, mlflow_only, public=True),
-            Shared(("GET",), "/version", version, None, public=True),
+            Shared(("GET",), "/version", version, None, public=False),
             Shared(("POST",), "/invocations", invocations, mlflow_invocation),
             Shared(("POST",), "/endpoints/{endpoint}/invocations", invocations, mlflow_invocation),
         ],
