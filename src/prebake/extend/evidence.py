@@ -19,6 +19,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from prebake import frameworks
+
 # Import names that are not their PyPI names, and packages that stand for a framework image.
 IMPORT_TO_PACKAGE = {
     "sklearn": "scikit-learn",
@@ -31,7 +33,8 @@ IMPORT_TO_PACKAGE = {
 }
 IGNORED_IMPORTS = frozenset({"azureml", "inference_schema", "prebake"})
 _MAX_FILES = 200
-_PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".sav", ".dat"})
+# The pickles prebake loads, and the other names people give them (read for the modules they name).
+_PICKLE_SUFFIXES = frameworks.PICKLE_SUFFIXES | {".sav", ".dat"}
 _PICKLE_MODULES = re.compile(
     rb"(sklearn|xgboost|lightgbm|torch|tensorflow|keras|catboost|statsmodels)\.[A-Za-z_]"
 )
@@ -120,17 +123,14 @@ def _files(folder: Path) -> list[Path]:
 
 
 #: discovery's runtime names -> the package that runtime needs.
-_RUNTIME_PACKAGE = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm",
-                    "onnx": "onnxruntime", "torch": "torch", "tensorflow": "tensorflow"}  # fmt: skip
+_RUNTIME_PACKAGE = {f.runtime: f.package for f in frameworks.FRAMEWORKS if f.package and f.suffixes}
 
 
 def from_name(name: str) -> list[Evidence]:
     """What a model's file name alone says (its suffix, as discovery reads it), for a model not on this
     machine (in a volume, a bucket); empty when the suffix names no framework."""
-    from prebake.runtimes.discover import SUFFIX_RUNTIMES
-
     suffix = Path(name).suffix.lower()
-    package = _RUNTIME_PACKAGE.get(SUFFIX_RUNTIMES.get(suffix, ""))
+    package = _RUNTIME_PACKAGE.get(frameworks.SUFFIX_RUNTIMES.get(suffix, ""))
     return [Evidence(package, f"{Path(name).name}: a {suffix} file")] if package else []
 
 

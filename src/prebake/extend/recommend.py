@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prebake import frameworks
 from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, from_name, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
@@ -26,14 +27,7 @@ ALIASES = {
 # The newest default-domain ONNX opset each onnxruntime release runs (onnxruntime's compatibility table).
 ORT_MAX_OPSET = ((1, 15, 19), (1, 17, 20), (1, 18, 21), (1, 21, 22), (1, 23, 23))
 # The package each catalog framework is named for: an image named for what the model needs wins ties.
-FRAMEWORK_PACKAGE = {
-    "sklearn": "scikit-learn",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "onnxruntime": "onnxruntime",
-    "pytorch": "torch",
-    "tensorflow": "tensorflow",
-}
+FRAMEWORK_PACKAGE = {f.catalog: f.package for f in frameworks.FRAMEWORKS if f.catalog and f.package}
 
 
 @dataclass(frozen=True, slots=True)

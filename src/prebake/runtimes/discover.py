@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from prebake import frameworks
 from prebake.errors import ConfigError
 from prebake.runtimes.base import ModelSettings
 from prebake.runtimes.mlflow_model import MLMODEL
@@ -38,22 +39,7 @@ from prebake.runtimes.registry import RUNTIMES
 from prebake.runtimes.sagemaker import script_path
 from prebake.runtimes.settings import DEVICES, SETTINGS_FILE, FileSettings, read_settings
 
-SUFFIX_RUNTIMES = {
-    ".joblib": "sklearn",
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".skops": "sklearn",
-    ".json": "xgboost",
-    ".ubj": "xgboost",
-    ".bst": "xgboost",
-    ".txt": "lightgbm",
-    ".onnx": "onnx",
-    ".pt": "torch",
-    ".pth": "torch",
-    ".pt2": "torch",
-    ".keras": "tensorflow",
-    ".h5": "tensorflow",
-}
+SUFFIX_RUNTIMES = frameworks.SUFFIX_RUNTIMES
 #: When a directory holds several model files, the Vertex AI names win, in this order.
 VERTEX_NAMES = ("model.joblib", "model.pkl", "model.bst", "saved_model.pb")
 TAR_SUFFIXES = (".tar.gz", ".tgz")
@@ -61,11 +47,7 @@ TAR_SUFFIXES = (".tar.gz", ".tgz")
 #: Model names travel in URL paths (/v2/models/NAME/infer): letters, digits, and . _ - only.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
-SUPPORTED = (
-    "scikit-learn .joblib/.pkl/.pickle/.skops, XGBoost .json/.ubj/.bst, LightGBM .txt, ONNX .onnx, "
-    "TorchScript .pt/.pth, torch.export .pt2, Keras .keras/.h5, a TensorFlow SavedModel directory, "
-    "a SageMaker model.tar.gz or code/inference.py directory, an MLflow model directory (MLmodel)"
-)
+SUPPORTED = frameworks.supported_text()
 
 
 def find_models(

@@ -34,7 +34,6 @@ from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 _SKOPS_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
