@@ -60,4 +60,4 @@ def test_every_place_derives_from_the_table() -> None:
 
 def test_pickles_are_exactly_the_pickle_suffixes() -> None:
     """Which files run code when loaded is one fact: joblib, pkl and pickle; skops is not a pickle."""
-    assert frameworks.PICKLE_SUFFIXES == {".joblib", ".pkl", ".pickle"}
+    assert {".joblib", ".pkl", ".pickle"} == frameworks.PICKLE_SUFFIXES
