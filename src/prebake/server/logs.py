@@ -70,6 +70,8 @@ class AccessLog:
         self._lines: list[str] = []
         self._flush_scheduled = False
         self._pid = os.getpid()
+        self._second = -1
+        self._prefix = ""
 
     def record(
         self, request_id: str, method: str, path: str, status: int, duration_ms: float, size: int, model: str
@@ -91,10 +93,14 @@ class AccessLog:
                 }
             ).decode()
         else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            now = int(time.time())
+            if now != self._second:  # the prefix changes once a second, not once a request
+                self._second = now
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                self._prefix = f"{stamp} INFO [{self._pid}] prebake.access: "
             line = (
-                f"{stamp} INFO [{self._pid}] prebake.access: {printable(request_id)} {method} "
-                f"{printable(path)} {status} {duration_ms:.3f}ms {size}"
+                f"{self._prefix}{printable(request_id)} {method} {printable(path)} {status} "
+                f"{duration_ms:.3f}ms {size}"
             )
         self._lines.append(line)
         if not self._flush_scheduled:

@@ -12,7 +12,9 @@ function that reads the request and one that answers it, and renders a ``Prebake
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -99,16 +101,39 @@ Finish = Callable[[Call], None]
 # -- the steps, in order --------------------------------------------------------------------------------
 
 
+class RequestIds:
+    """New request ids in UUID form: a random UUID per process, its last 48 bits counting up. Unique
+    like uuid4() (which would draw 16 random bytes and build an object per request), at a fraction of
+    the cost; request ids identify, they are no secret."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        # Workers are forked: each draws its own base, or two would hand out the same ids.
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._base = uuid.uuid4().hex[:20]
+        self._count = itertools.count(int(uuid.uuid4().hex[20:], 16))
+
+    def new(self) -> str:
+        low = next(self._count) & 0xFFFFFFFFFFFF
+        base = self._base
+        return f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-{low:012x}"
+
+
+_ids = RequestIds()
+
+
 def assign_request_id(call: Call) -> None:
     """The client's ``x-request-id`` (at most 100 characters), else a new one."""
     for name, value in call.headers:
         if name == b"x-request-id":
             if len(value) > REQUEST_ID_LIMIT:
-                call.request_id = str(uuid.uuid4())
+                call.request_id = _ids.new()
                 raise HeaderTooLarge(f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
             call.request_id = value.decode("latin-1")
             return
-    call.request_id = str(uuid.uuid4())
+    call.request_id = _ids.new()
 
 
 def authenticate(keys: tuple[bytes, ...]) -> Check:
