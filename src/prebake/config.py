@@ -58,6 +58,7 @@ class ServeConfig:
     header_timeout_s: float = 60.0  # a request head not complete by then: the connection is closed
     max_worker_memory: int | None = None
     allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
+    handler_scripts: bool = True  # a model folder's code/inference.py runs as code; False refuses them
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -233,6 +234,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         predict_route=env.get("AIP_PREDICT_ROUTE") or None,
         api_keys=api_keys,
         allow_pickle=_flag(flags.get("allow_pickle"), env.get("PREBAKE_ALLOW_PICKLE")),
+        handler_scripts=_flag(flags.get("handler_scripts"), env.get("PREBAKE_HANDLER_SCRIPTS") or "1"),
         max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
         limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
         if concurrency is not None

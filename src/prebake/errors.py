@@ -106,3 +106,19 @@ class ModelLoadError(PrebakeError):
 
 class ImageError(PrebakeError):
     status = 500
+
+
+#: Longest client-given text (a model or tensor name, say) echoed back in an error message: gRPC's metadata
+#: limit is 8 KB, and an error that repeats a 20 KB name is refused by the client as RESOURCE_EXHAUSTED.
+ECHO_LIMIT = 200
+
+
+def echo(text: str) -> str:
+    """Client-given text as it may appear in a message: cut to ECHO_LIMIT characters.
+
+    >>> echo("m" * 300)[-20:]
+    'mmmmm... (300 chars)'
+    """
+    if len(text) <= ECHO_LIMIT:
+        return text
+    return f"{text[:ECHO_LIMIT]}... ({len(text)} chars)"

@@ -131,6 +131,13 @@ from prebake.cli import exits
     default=None,
     help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
 )
+@click.option(
+    "--handler-scripts/--no-handler-scripts",
+    "handler_scripts",
+    default=None,
+    help="Run a model folder's SageMaker handler script (code/inference.py), which is code. "
+    "Env: PREBAKE_HANDLER_SCRIPTS=0 refuses them. [default: run]",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
     from prebake.config import load_config

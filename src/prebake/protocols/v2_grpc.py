@@ -23,7 +23,7 @@ from google.protobuf import json_format
 
 import prebake
 from prebake import codec
-from prebake.errors import PrebakeError
+from prebake.errors import PrebakeError, echo
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2 as pb
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from prebake.types import Backend, InferenceRequest, InferenceResponse
@@ -144,7 +144,7 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
         if not name:
             raise codec.bad(f"input {index} has no name")
         if name in inputs:
-            raise codec.bad(f"input '{name}' is given twice")
+            raise codec.bad(f"input '{echo(name)}' is given twice")
         shape = list(tensor.shape)
         if raw:
             array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[index])
@@ -159,7 +159,9 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
         for requested in message.outputs:
             params = requested.parameters
             if "classification" in params and parameter_value(params["classification"]):
-                raise codec.bad(f"output '{requested.name}': the classification extension is not supported")
+                raise codec.bad(
+                    f"output '{echo(requested.name)}': the classification extension is not supported"
+                )
             outputs.append(requested.name)
     return InferenceRequest(
         inputs=inputs,
@@ -177,7 +179,7 @@ def _from_contents(
     shape = codec.check_shape(name, shape)
     field = _CONTENTS_FIELD.get(datatype)
     if field is None:
-        raise codec.bad(f"input '{name}': {datatype} data must be sent in raw_input_contents")
+        raise codec.bad(f"input '{echo(name)}': {datatype} data must be sent in raw_input_contents")
     values = getattr(contents, field)
     if datatype == "BYTES":
         array = np.empty(len(values), dtype=object)
@@ -186,10 +188,10 @@ def _from_contents(
         try:
             array = np.array(values, dtype=dtype.newbyteorder("="))
         except OverflowError as exc:
-            raise codec.bad(f"input '{name}': contents do not fit {datatype}: {exc}") from None
+            raise codec.bad(f"input '{echo(name)}': contents do not fit {datatype}: {exc}") from None
     if array.size != math.prod(shape):
         raise codec.bad(
-            f"input '{name}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
+            f"input '{echo(name)}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
         )
     return array.reshape(shape)
 

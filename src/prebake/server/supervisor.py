@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import tempfile
@@ -23,6 +22,7 @@ from prebake.cli import exits
 from prebake.config import ServeConfig
 from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
 from prebake.server.logs import configure_logging
+from prebake.server.metrics import remove_snapshots, retire_snapshot
 
 logger = logging.getLogger("prebake.supervisor")
 
@@ -147,7 +147,7 @@ class Supervisor:
                 self.spawn()
         finally:
             self.sock.close()
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            remove_snapshots(self.metrics_dir)
         return result
 
     def _wait(self, deadline: float | None) -> tuple[int, int]:
@@ -175,9 +175,7 @@ class Supervisor:
             time.sleep(0.05)
 
     def _retire_metrics(self, pid: int) -> None:
-        path = self.metrics_dir / f"{pid}.json"
-        with contextlib.suppress(OSError):
-            path.replace(self.metrics_dir / f"dead-{pid}.json")
+        retire_snapshot(self.metrics_dir, pid)
 
 
 def _die_with_parent() -> None:
