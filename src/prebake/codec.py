@@ -222,13 +222,13 @@ def _numeric_array(tensor: str, datatype: str, data: list[Any]) -> np.ndarray:
         # JSON has no inf or NaN: a value past the datatype's largest would become inf in the cast.
         if target.itemsize < 8 and not _within(array, data, datatype):
             low, high = _LIMITS[datatype]
-            raise _out_of_range(tensor, datatype, array, (array < low) | (array > high))
+            raise _out_of_range(tensor, datatype, data, (array < low) | (array > high))
         return array.astype(target, copy=False)
     if kind not in "iu":
         return _exact_integers(tensor, datatype, data, target)
     if array.dtype != target and not _within(array, data, datatype):
         low, high = _LIMITS[datatype]
-        raise _out_of_range(tensor, datatype, array, (array < low) | (array > high))
+        raise _out_of_range(tensor, datatype, data, (array < low) | (array > high))
     return array.astype(target, copy=False)
 
 
@@ -272,12 +272,12 @@ def _exact_integers(tensor: str, datatype: str, data: list[Any], target: np.dtyp
         ) from None
 
 
-def _out_of_range(tensor: str, datatype: str, values: np.ndarray, outside: np.ndarray) -> InvalidInput:
+def _out_of_range(tensor: str, datatype: str, data: list[Any], outside: np.ndarray) -> InvalidInput:
     index = int(np.flatnonzero(outside)[0])
-    value = values.reshape(-1)[index].item()
+    value = _flatten(data)[index]  # as the client wrote it (the inferred array may have made it a float)
     return bad(
-        f"Unable to parse 'data' of input '{echo(tensor)}': {value!r} is out of range for {datatype} "
-        f"(element {index})"
+        f"Unable to parse 'data' of input '{echo(tensor)}': {echo(repr(value))} is out of range for "
+        f"{datatype} (element {index})"
     )
 
 

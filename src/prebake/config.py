@@ -17,7 +17,10 @@ from typing import Any, Literal
 from prebake.errors import ConfigError
 
 DEFAULT_PORT = 5001
-DEFAULT_APP_ROOT = "/var/azureml-app"  # azmlinfsrv's default, so relative entry scripts resolve the same way
+#: Where relative entry scripts and user swagger files are found when AML_APP_ROOT is not set: the
+#: current directory, as azmlinfsrv does (its amlserver.py: os.environ.setdefault("AML_APP_ROOT",
+#: os.getcwd())). The images set AML_APP_ROOT themselves (Containerfile.in: /var/prebake).
+DEFAULT_APP_ROOT = "."
 DEFAULT_TIMEOUT_MS = 3_600_000  # azmlinfsrv's default scoring timeout: one hour
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 
@@ -34,7 +37,7 @@ class ServeConfig:
     model_repository: Path | None = None
     entry_script: Path | None = None
     model_dir: Path | None = None
-    app_root: Path = Path(DEFAULT_APP_ROOT)
+    app_root: Path = Path(DEFAULT_APP_ROOT)  # load_config makes it absolute
     source_dir: Path | None = None
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -120,7 +123,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     8080
     """
     env = os.environ if env is None else env
-    app_root = Path(_first(flags, env, "app_root", "AML_APP_ROOT") or DEFAULT_APP_ROOT)
+    # Absolute, as azmlinfsrv exports it: scripts open files through AML_APP_ROOT after changing directory.
+    app_root = Path(_first(flags, env, "app_root", "AML_APP_ROOT") or DEFAULT_APP_ROOT).absolute()
 
     entry = _first(flags, env, "entry_script", "AZUREML_ENTRY_SCRIPT")
     entry_script = None

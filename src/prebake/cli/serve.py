@@ -35,7 +35,11 @@ from prebake.cli import exits
 @click.option(
     "--model-dir", "--model_dir", "model_dir", help="Directory given to score.py as AZUREML_MODEL_DIR."
 )
-@click.option("--app-root", "app_root", help="Where relative entry scripts are found. Env: AML_APP_ROOT.")
+@click.option(
+    "--app-root",
+    "app_root",
+    help="Where relative entry scripts and swagger files are found. Env: AML_APP_ROOT. [default: the current directory]",
+)
 @click.option("--host", default=None, help="Interface to bind. [default: 0.0.0.0]")
 @click.option("--port", type=int, default=None, help="HTTP port. [default: 5001]")
 @click.option(
