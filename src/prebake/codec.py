@@ -26,6 +26,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from tokenize import TokenError
 from typing import Any
 
 import numpy as np
@@ -460,7 +461,8 @@ def decode_npy(body: bytes) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise bad(f"the .npy format version {version[0]}.{version[1]} is not supported; use 1.0 or 2.0")
-    except (ValueError, SyntaxError, TypeError) as exc:
+    except (ValueError, SyntaxError, TypeError, TokenError, RecursionError, MemoryError) as exc:
+        # What numpy's header reader raises for a header it cannot read (its own text, tokenized).
         raise bad(f"the .npy header cannot be read: {exc}") from None
     if dtype.hasobject:
         raise bad("the .npy array holds Python objects, which only a pickle can carry; pickles are refused")

@@ -46,13 +46,21 @@ def test_allow_pickle_flag_loads_it(pickled: Path) -> None:
         assert httpx.post(server.url + "/v1/models/iris:predict", json=body).json() == {"predictions": [0]}
 
 
-def test_settings_file_can_allow_one_model(pickled: Path, tmp_path: Path) -> None:
-    """ "allow_pickle": true in a model's settings file allows that model even when the server refuses pickles."""
+def test_settings_file_can_refuse_but_not_allow(pickled: Path, tmp_path: Path) -> None:
+    """A model's own settings file may narrow the operator's choice, never widen it: "allow_pickle": true
+    does not load it when the server refuses pickles, "allow_pickle": false refuses it when the server allows them."""
     folder = tmp_path / "iris"
     folder.mkdir()
     (folder / "model.joblib").write_bytes(pickled.read_bytes())
     (folder / "model-settings.json").write_text('{"name": "iris", "allow_pickle": true}')
-    server = ServerProcess([str(folder)])
+    server = ServerProcess([str(folder)], wait_ready=False)
     server.env = _env_without_permission()
-    with server:
-        assert httpx.get(server.url + "/v2/models/iris/ready").status_code == 200
+    server.start()
+    assert server.process is not None and server.process.wait(60) == 3
+    server.stop()
+    (folder / "model-settings.json").write_text('{"name": "iris", "allow_pickle": false}')
+    server = ServerProcess([str(folder), "--allow-pickle"], wait_ready=False)
+    server.env = _env_without_permission()
+    server.start()
+    assert server.process is not None and server.process.wait(60) == 3
+    server.stop()

@@ -579,6 +579,22 @@ def test_a_misbehaving_entry_script_gets_a_json_answer(
     assert script_server.worker_pids() == [worker], "the input crashed the worker"
 
 
+def test_a_deep_body_read_with_get_json_is_a_400(table: list[dict[str, object]]) -> None:
+    """A 2,000-deep JSON body that a @rawhttp run() reads with request.get_json() is the client's 400 saying so, not a 500 (Python's json raised RecursionError, not ValueError)."""
+    case = Case(
+        "2,000-deep JSON body read by get_json() under @rawhttp",
+        "POST /score",
+        _post("/score", b"[" * 2000 + b"]" * 2000, content_type="application/json"),
+        frozenset({400}),
+        says="nests too deeply",
+    )
+    fixture = Path(__file__).parents[1] / "fixtures" / "scripts" / "rawhttp.py"
+    with ServerProcess(["--entry-script", str(fixture)], ready_path="/") as server:
+        answer = exchange(server.port, case.data(), timeout=30)
+    table.append(_row(case, answer))
+    assert answer.status in case.allowed and case.says in answer.body.decode(), answer
+
+
 def orjson_keys(body: bytes) -> set[str]:
     doc = json.loads(body)
     return set(doc) if isinstance(doc, dict) else set()
