@@ -21,46 +21,26 @@ One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex),
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from tokenize import TokenError
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
+from prebake import datatypes
 from prebake.errors import BadJSON, InvalidInput, ScoringError, echo
 from prebake.types import InferenceRequest, InferenceResponse
 
-# Little-endian on the wire (binary extension and gRPC raw contents), whatever this machine is.
-_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
-    # bfloat16 has no numpy dtype: two bytes on the wire, float32 once decoded (float32's upper half,
-    # so exact). Frameworks cast to their own bfloat16 where the model takes it.
-    "BF16": np.dtype("<u2"),
-}
-DATATYPES: tuple[str, ...] = tuple(_DTYPES)
-# JSON numbers parse into native byte order; built once, as newbyteorder() costs on the hot path.
-_NATIVE: dict[str, np.dtype[Any]] = {name: dt.newbyteorder("=") for name, dt in _DTYPES.items()}
-_BY_KIND_SIZE: dict[tuple[str, int], str] = {
-    (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name not in ("BYTES", "BF16")
-}
-_FLOAT32 = np.dtype("float32")
+_DTYPES: dict[str, np.dtype[Any]] = {name: row.wire for name, row in datatypes.DATATYPES.items()}
+DATATYPES: tuple[str, ...] = datatypes.NAMES
+# JSON numbers parse into the decoded dtype; built once, as dtype lookups cost on the hot path.
+_NATIVE: dict[str, np.dtype[Any]] = {name: row.decoded for name, row in datatypes.DATATYPES.items()}
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
 #: The most dimensions a tensor may have: numpy's limit (NPY_MAXDIMS), so reshape never fails on it.
@@ -75,17 +55,29 @@ _LIMITS: dict[str, tuple[float, float]] = {
     name: (float(np.finfo(dt).min), float(np.finfo(dt).max))
     if dt.kind == "f"
     else (np.iinfo(dt).min, np.iinfo(dt).max)
-    for name, dt in {**_DTYPES, "BF16": np.dtype("<f4")}.items()
+    for name, dt in _NATIVE.items()
     if dt.kind in "iuf"
 }
 # Up to this many values, Python's min()/max() over a flat list beat numpy's reductions (about 1.3 us each).
 _SMALL = 32
 _EMPTY = memoryview(b"")
 
+#: Bodies at least this big are decoded and encoded on a thread, so the event loop (health, other
+#: requests) goes on meanwhile: a 30 MiB body of small BYTES elements takes seconds in Python.
+OFF_LOOP_BYTES = 1024 * 1024
+T = TypeVar("T")
+
 # Parameters of the binary tensor data extension: wire bookkeeping, never passed to a model.
 BINARY_SIZE = "binary_data_size"
 BINARY_OUT = "binary_data"
 BINARY_ALL_OUT = "binary_data_output"
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a thread where ``size`` (the bytes it works through) is OFF_LOOP_BYTES or more."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def bad(message: str) -> InvalidInput:
@@ -133,8 +125,6 @@ def numpy_dtype(datatype: Any, tensor: str = "") -> np.dtype[Any]:
 def native_dtype(datatype: Any) -> np.dtype[Any] | None:
     """The native-order numpy dtype that JSON numbers of a numeric V2 datatype parse into (BF16: float32);
     None for BYTES and unknown names."""
-    if datatype == "BF16":
-        return _FLOAT32
     if datatype == "BYTES":
         return None
     return _NATIVE.get(datatype)
@@ -142,13 +132,10 @@ def native_dtype(datatype: Any) -> np.dtype[Any] | None:
 
 def datatype_of(array: np.ndarray) -> str:
     """The V2 datatype name of an array: object, str and bytes arrays are BYTES."""
-    kind = array.dtype.kind
-    if kind in "OUS":
-        return "BYTES"
-    try:
-        return _BY_KIND_SIZE[(kind, array.dtype.itemsize)]
-    except KeyError:
-        raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds") from None
+    name = datatypes.of_dtype(array.dtype)
+    if name is None:
+        raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds")
+    return name
 
 
 def check_shape(tensor: str, shape: Any) -> list[int]:
@@ -209,7 +196,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
 def _numeric_array(tensor: str, datatype: str, data: list[Any]) -> np.ndarray:
     """JSON numbers as an array of ``datatype``: numpy infers the kind the JSON holds (one pass, in C),
     which must be one the datatype takes, and the values must fit it, checked before the cast."""
-    target = _FLOAT32 if datatype == "BF16" else _NATIVE[datatype]
+    target = _NATIVE[datatype]
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:
@@ -598,34 +585,19 @@ def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
     return names, binary
 
 
-def select_outputs(response: InferenceResponse, requested: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """The outputs a client asked for, in its order (all of them, in the model's order, if it asked none)."""
-    outputs = response.outputs
-    if requested is None:
-        return {name: np.asarray(array) for name, array in outputs.items()}
-    selected: dict[str, np.ndarray] = {}
-    for name in requested:
-        if name not in outputs:
-            known = ", ".join(outputs) or "none"
-            raise bad(f"unknown output '{echo(name)}'; the model returned: {known}")
-        selected[name] = np.asarray(outputs[name])
-    return selected
-
-
 def encode_v2_response(
     response: InferenceResponse,
     *,
-    requested: Sequence[str] | None = None,
     binary_outputs: Mapping[str, bool] | None = None,
     binary_default: bool = False,
-    request_id: str | None = None,
 ) -> tuple[bytes, int | None]:
     """A V2 REST infer response body and, when binary tensors follow the JSON, the JSON's length
     (the value of Inference-Header-Content-Length)."""
     binary_outputs = binary_outputs or {}
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for name, array in select_outputs(response, requested).items():
+    for name, array in response.outputs.items():
+        array = np.asarray(array)
         if binary_outputs.get(name, binary_default):
             raw = encode_binary_tensor(array)
             tensors.append(
@@ -642,9 +614,8 @@ def encode_v2_response(
     doc: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version:
         doc["model_version"] = response.model_version
-    rid = response.id if response.id is not None else request_id
-    if rid is not None:
-        doc["id"] = rid
+    if response.id is not None:
+        doc["id"] = response.id
     if response.parameters:
         doc["parameters"] = response.parameters
     doc["outputs"] = tensors

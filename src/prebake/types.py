@@ -54,7 +54,11 @@ class InferenceRequest:
 
 @dataclass(slots=True)
 class InferenceResponse:
-    """Named output arrays: what every runtime returns and every protocol encodes."""
+    """Named output arrays: what every runtime returns and every protocol encodes.
+
+    A runtime sets ``outputs`` (and ``parameters`` where its framework gives some); the server's served
+    model sets everything else, once: the selected outputs, name, version and request id.
+    """
 
     outputs: dict[str, np.ndarray]
     model_name: str = ""
@@ -112,11 +116,13 @@ class Backend(Protocol):
 
     def metadata(self, name: str, version: str | None = None) -> ModelMetadata: ...
 
+    def max_batch_size(self, name: str, version: str | None = None) -> int: ...
+
     def repository_index(self) -> list[dict[str, Any]]: ...
 
     def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def load(self, name: str) -> None: ...
+    async def load(self, name: str, config: dict[str, Any] | None = None) -> None: ...
 
     async def unload(self, name: str) -> None: ...
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 
 CONFIGMAP_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 

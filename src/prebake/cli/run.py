@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.images import catalog_image_names, handle_errors
 
 ENGINE = click.option(

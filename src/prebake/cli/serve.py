@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 
 
 @click.command(context_settings={"show_default": True})
@@ -97,7 +97,7 @@ from prebake.cli import exits
 )
 @click.option(
     "--graceful-timeout",
-    "graceful_timeout",
+    "graceful_timeout_s",
     type=float,
     default=None,
     help="Seconds to drain on SIGTERM. [default: 30]",
@@ -113,15 +113,40 @@ from prebake.cli import exits
     "limit_concurrency",
     type=int,
     default=None,
-    help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
+    help="Most requests in progress at once per worker (counted once their body arrived); past it, 503. "
+    "Env: PREBAKE_LIMIT_CONCURRENCY. [default: unlimited]",
 )
 @click.option(
     "--header-timeout",
-    "header_timeout",
+    "header_timeout_s",
     type=float,
     default=None,
     help="Seconds a client has to send a request's headers; then the connection is closed (slowloris). "
     "Env: PREBAKE_HEADER_TIMEOUT_S. [default: 60]",
+)
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    type=float,
+    default=None,
+    help="Seconds a client has to send a request's body once its headers arrived; then 408 and the "
+    "connection is closed. Env: PREBAKE_BODY_TIMEOUT_S. [default: 60]",
+)
+@click.option(
+    "--init-timeout",
+    "init_timeout_s",
+    type=float,
+    default=None,
+    help="Seconds the models (or init()) may take to load; past it the start fails (exit 3). "
+    "Env: PREBAKE_INIT_TIMEOUT_S. [default: no limit]",
+)
+@click.option(
+    "--heartbeat-timeout",
+    "heartbeat_timeout_s",
+    type=float,
+    default=None,
+    help="A worker not heard from this long (stopped, or a call holding the GIL) is replaced. "
+    "Env: PREBAKE_HEARTBEAT_TIMEOUT_S. [default: 30]",
 )
 @click.option(
     "--max-worker-memory",
@@ -148,7 +173,8 @@ def serve(**flags: Any) -> None:
     from prebake.errors import ConfigError
 
     try:
-        config = load_config(flags)
+        config = load_config(**flags)
+        _start_time_packages(config.app_root, config.model_dir)
     except ConfigError as error:
         click.echo(f"prebake serve: {error.message}", err=True)
         sys.exit(exits.USAGE)
@@ -156,3 +182,17 @@ def serve(**flags: Any) -> None:
     from prebake.server.supervisor import serve as run_server
 
     sys.exit(run_server(config))
+
+
+def _start_time_packages(app_root: Path, model_dir: Path | None) -> None:
+    """Extra packages (AZUREML_EXTRA_REQUIREMENTS_TXT and friends) installed or found once, before the
+    workers fork: they inherit sys.path. Without those variables the extension code stays unimported."""
+    import os
+
+    from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
+
+    if not any(name in os.environ for name in (*REQUIREMENTS_VARS, *PYTHON_PATH_VARS)):
+        return
+    from prebake.extend.startup import activate, prepare
+
+    activate(prepare(os.environ, app_root=app_root, model_dir=model_dir))

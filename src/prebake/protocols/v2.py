@@ -15,6 +15,7 @@ speaks, and live in the server core. Errors use the spec's ``{"error": ...}`` bo
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import prebake
-from prebake import codec
+from prebake import codec, datatypes, v2ext
 from prebake.errors import PayloadTooLarge
 from prebake.http import Request, Response, Route
 from prebake.types import Backend, InferenceRequest, TensorSpec
@@ -67,7 +68,7 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
             "name": meta.name or name,
             "platform": meta.platform,
             "backend": meta.platform,
-            "max_batch_size": 0,
+            "max_batch_size": backend.max_batch_size(name, version),
             "input": [_config_tensor(t) for t in meta.inputs],
             "output": [_config_tensor(t) for t in meta.outputs],
         }
@@ -76,25 +77,26 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
     async def model_ready(request: Request) -> Response:
         name, version = _model(request)
         ready = backend.model_ready(name, version)
+        if not ready:
+            backend.metadata(name, version)  # 404 for a model (or version) this server does not have
         return Response(codec.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
 
     async def infer(request: Request) -> Response:
         name, version = _model(request)
-        body = _inflate(request, max_inflated_bytes)
+        size = len(request.body)
+        body = await codec.off_loop(size, _inflate, request, max_inflated_bytes)
         header_length = _header_length(request)
         if header_length == 0:
-            decoded = _raw_binary_request(backend, name, version, body)
+            decoded = await codec.off_loop(len(body), _raw_binary_request, backend, name, version, body)
         else:
-            decoded = codec.decode_v2_request(body, header_length)
+            decoded = await codec.off_loop(len(body), codec.decode_v2_request, body, header_length)
         response = await backend.infer(name, version, decoded.request)
-        response.model_name = response.model_name or name
-        payload, json_length = codec.encode_v2_response(
-            response,
-            requested=decoded.request.outputs,
+        encode = functools.partial(
+            codec.encode_v2_response,
             binary_outputs=decoded.binary_outputs,
             binary_default=decoded.binary_default,
-            request_id=decoded.request.id,
         )
+        payload, json_length = await codec.off_loop(_output_bytes(response), encode, response)
         if json_length is None:
             return Response(payload)
         return Response(
@@ -117,8 +119,10 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         return Response(codec.dumps({"model_stats": backend.statistics(name, version)}))
 
     async def load(request: Request) -> Response:
-        _repository_parameters(request, allowed=())
-        await backend.load(request.path_params["name"])
+        name = request.path_params["name"]
+        params = _repository_parameters(request, allowed=("config",))
+        config = v2ext.load_overrides(name, params["config"]) if "config" in params else None
+        await backend.load(name, config)
         return Response(b"", content_type=None)
 
     async def unload(request: Request) -> Response:
@@ -148,8 +152,13 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
     ]
 
 
+def _output_bytes(response: Any) -> int:
+    return sum(getattr(a, "nbytes", 0) for a in response.outputs.values())
+
+
 def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
-    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    row = datatypes.lookup(spec.datatype)
+    data_type = row.config if row is not None else "TYPE_INVALID"
     return {"name": spec.name, "data_type": data_type, "dims": list(spec.shape)}
 
 
@@ -244,7 +253,7 @@ def _repository_parameters(request: Request, *, allowed: tuple[str, ...]) -> dic
         raise codec.bad("the request must be a JSON object with an optional 'parameters' object")
     unsupported = sorted(set(params or {}) - set(allowed))
     if unsupported:
-        # Triton's "config" and "file:..." overrides would load a different model than the one configured
-        # here; refusing is honest where ignoring would not be.
+        # Triton's "file:..." overrides would load a different model than the one in the repository;
+        # refusing is honest where ignoring would not be.
         raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
     return dict(params or {})

@@ -26,7 +26,6 @@ from prebake.runtimes.arrays import (
     TensorCheck,
     as_text,
     rejected,
-    select_outputs,
     tabular_plan,
     v2_datatype,
 )
@@ -47,9 +46,10 @@ def check_pickle_allowed(settings: ModelSettings, path: Path) -> None:
     if settings.parameters.get("allow_pickle") is not True:
         raise ModelLoadError(
             f"{path.name} is a pickle, and pickles run any code they hold when loaded, so prebake refuses them "
-            f"unless you allow it (model {settings.name!r}). If you trust the file: prebake serve --allow-pickle "
-            "(prebake check --allow-pickle), or PREBAKE_ALLOW_PICKLE=1; a model's own model-settings.json "
-            "cannot allow it. Safer: save it as skops (.skops) or ONNX (.onnx)."
+            f"unless the operator allows it (model {settings.name!r}). If you trust the file: prebake serve "
+            "--allow-pickle (prebake check --allow-pickle), or PREBAKE_ALLOW_PICKLE=1 (a model's own "
+            "model-settings.json can refuse pickles, never allow them). Safer: save it as skops (.skops) or "
+            "ONNX (.onnx)."
         )
     log.warning(
         "model %r: loading %s, a pickle: pickles run any code they contain when loaded, so load only files "
@@ -153,11 +153,7 @@ class SklearnRuntime(Runtime):
             outputs = {method: np.asarray(fn(x)) for method, fn in self._methods}
         except (ValueError, TypeError) as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs=select_outputs(outputs, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs=outputs)
 
     def _columns_frame(self, request: InferenceRequest) -> Any:
         """A DataFrame from one input per column (V2 requests from pandas clients)."""

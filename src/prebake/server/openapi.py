@@ -22,16 +22,13 @@ from typing import Any
 import orjson
 
 import prebake
+from prebake import datatypes
 from prebake.http import Request, Response, Route
 
 Schema = dict[str, Any]
 Operation = dict[str, Any]
 
 OPENAPI_PATH = "/openapi.json"
-V2_DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES", "BF16",
-)  # fmt: skip
 
 # -- shared schemas -------------------------------------------------------------------------------------
 _ANY: Schema = {}
@@ -55,7 +52,7 @@ _V2_TENSOR: Schema = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 4},
-        "datatype": {"enum": list(V2_DATATYPES)},
+        "datatype": {"enum": list(datatypes.NAMES)},
         "parameters": _OBJECT,
         "data": {"type": "array", "items": _ANY, "maxItems": 64},
     },

@@ -242,6 +242,15 @@ def test_repository_index_load_unload(routes: list[v2.Route]) -> None:
         == 200
     )
     assert call(routes, "GET", "/v2/models/cold/ready").status_code == 503
-    refused = call(routes, "POST", "/v2/repository/models/cold/load", json={"parameters": {"config": "{}"}})
-    assert refused.status_code == 400 and "config" in refused.json()["error"]
+    refused = call(
+        routes, "POST", "/v2/repository/models/cold/load", json={"parameters": {"config": "{nope"}}
+    )
+    assert refused.status_code == 400 and "failed to load 'cold'" in refused.json()["error"]
+    unsupported = call(
+        routes,
+        "POST",
+        "/v2/repository/models/cold/load",
+        json={"parameters": {"config": '{"instance_group": [{"count": 2}]}'}},
+    )
+    assert unsupported.status_code == 400 and "instance_group" in unsupported.json()["error"]
     assert call(routes, "POST", "/v2/repository/models/nope/load").status_code == 404
