@@ -2,6 +2,7 @@
 
     PrebakeError                      status 500 unless a child says otherwise
      ├── ConfigError                  bad flags, environment or settings files (exit code 2)
+     │    └── StorageError            a model URI that cannot be fetched (exit code 2)
      ├── RequestError                 the client sent something we cannot use (400)
      │    ├── BadJSON                 body is not valid JSON where JSON is needed (400)
      │    ├── UnsupportedMediaType    wrong Content-Type (415)
@@ -62,6 +63,10 @@ class PrebakeError(Exception):
 
 class ConfigError(PrebakeError):
     status = 500
+
+
+class StorageError(ConfigError):
+    """A model URI is malformed, missing, refused or unreachable; the message names the URI (never a secret)."""
 
 
 class RequestError(PrebakeError):

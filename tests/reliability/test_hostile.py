@@ -760,12 +760,15 @@ def test_header_timeout_must_be_positive() -> None:
 def test_limit_concurrency_refuses_excess_with_503_and_recovers() -> None:
     """With --limit-concurrency, requests past the limit of those in progress get a JSON 503 at once,
     and service resumes when the running ones finish."""
-    with ServerProcess(["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20"]) as server:
+    args = ["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20", "--threads", "20"]
+    with ServerProcess(args) as server:
         answers: list[httpx.Response] = []
         lock = threading.Lock()
+        together = threading.Barrier(25)
 
         def slow() -> None:
-            answer = httpx.post(server.url + "/score", json={"sleep": 0.5}, timeout=60)
+            together.wait()
+            answer = httpx.post(server.url + "/score", json={"sleep": 3}, timeout=60)
             with lock:
                 answers.append(answer)
 

@@ -71,6 +71,21 @@ def _files(folder: Path) -> list[Path]:
     return files[:_MAX_FILES]
 
 
+#: discovery's runtime names -> the package that runtime needs.
+_RUNTIME_PACKAGE = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm",
+                    "onnx": "onnxruntime", "torch": "torch", "tensorflow": "tensorflow"}  # fmt: skip
+
+
+def from_name(name: str) -> list[Evidence]:
+    """What a model's file name alone says (its suffix, as discovery reads it), for a model not on this
+    machine (in a volume, a bucket); empty when the suffix names no framework."""
+    from prebake.runtimes.discover import SUFFIX_RUNTIMES
+
+    suffix = Path(name).suffix.lower()
+    package = _RUNTIME_PACKAGE.get(SUFFIX_RUNTIMES.get(suffix, ""))
+    return [Evidence(package, f"{Path(name).name}: a {suffix} file")] if package else []
+
+
 def from_file(file: Path) -> list[Evidence]:
     """The evidence one file gives (empty for a file that says nothing about packages)."""
     suffix = file.suffix.lower()

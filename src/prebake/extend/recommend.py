@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.extend.evidence import Evidence, gather
+from prebake.extend.evidence import Evidence, from_name, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
 
@@ -86,13 +86,28 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
 
     Raises FileNotFoundError for a missing path and ValueError for a file that cannot be read.
     """
-    evidence = gather(path)
+    return choose(gather(path), catalog, device=device, label=path.name)
+
+
+def recommend_for_name(name: str, catalog: Catalog, *, device: str = "cpu") -> Recommendation:
+    """The best image for a model known only by its file name (not on this machine): by its suffix.
+
+    Raises ValueError when the name says nothing about the framework.
+    """
+    evidence = from_name(name)
+    if not evidence:
+        raise ValueError(f"{name}: the file name does not say which framework saved it")
+    return choose(evidence, catalog, device=device, label=Path(name).name)
+
+
+def choose(evidence: list[Evidence], catalog: Catalog, *, device: str, label: str) -> Recommendation:
+    """The image the evidence points to, with the reasons (``label`` names what the evidence came from)."""
     candidates = [image for image in catalog.images if (image.device == "cpu") == (device == "cpu")]
     if not candidates:
         raise ValueError(f"the catalog has no {device} image")
     minimal = [image for image in candidates if image.framework == "minimal"]
     if not evidence and minimal:
-        return _explain(minimal[0], image_packages(minimal[0]), evidence, path)
+        return _explain(minimal[0], image_packages(minimal[0]), evidence, label)
     scored = []
     for image in candidates:
         packages = image_packages(image)
@@ -106,16 +121,16 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
         scored.append(((held, exact, named, newest, -len(packages)), image, packages))
     scored.sort(key=lambda entry: entry[0], reverse=True)
     _, image, packages = scored[0]
-    return _explain(image, packages, evidence, path)
+    return _explain(image, packages, evidence, label)
 
 
-def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], path: Path) -> Recommendation:
+def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], label: str) -> Recommendation:
     reasons: list[str] = []
     warnings: list[str] = []
     exact = True
     if not evidence:
         reasons.append(
-            f"{path.name} names no framework prebake recognises: the minimal image serves score.py files"
+            f"{label} names no framework prebake recognises: the minimal image serves score.py files"
         )
     missing: list[str] = []
     for item in evidence:

@@ -26,8 +26,8 @@ from prebake.types import RawRequest, RawResult
 SCRIPTS = Path(__file__).parents[2] / "fixtures" / "scripts"
 
 
-def loaded(name: str, *, debug: bool = False) -> EntryScriptRuntime:
-    runtime = EntryScriptRuntime(SCRIPTS / f"{name}.py", debug=debug)
+def loaded(name: str, *, debug: bool = False, app_root: Path | None = None) -> EntryScriptRuntime:
+    runtime = EntryScriptRuntime(SCRIPTS / f"{name}.py", debug=debug, app_root=app_root)
     runtime.load()
     return runtime
 
@@ -474,12 +474,12 @@ def test_swagger_unknown_version_is_not_found() -> None:
 
 
 def test_swagger_user_file_and_service_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A swagger.json in AML_APP_ROOT is served for version 2; SERVICE_NAME and prefix fill the rest."""
+    """A swagger.json in the app root (AML_APP_ROOT, passed in by the server) is served for version 2;
+    SERVICE_NAME and prefix fill the rest."""
     (tmp_path / "swagger.json").write_text('{"custom": true}')
-    monkeypatch.setenv("AML_APP_ROOT", str(tmp_path))
     monkeypatch.setenv("SERVICE_NAME", "iris")
     monkeypatch.setenv("SERVICE_PATH_PREFIX", "api/")
-    runtime = loaded("echo")
+    runtime = loaded("echo", app_root=tmp_path)
     assert json.loads(runtime.swagger("2")) == {"custom": True}
     v3 = json.loads(runtime.swagger("3"))
     assert v3["info"]["title"] == "iris"
