@@ -98,7 +98,9 @@ def test_pickle_warns(joblib_file: Path, caplog: pytest.LogCaptureFixture) -> No
 
 def test_pickle_refused_when_not_allowed(joblib_file: Path) -> None:
     """allow_pickle false refuses a joblib file with a message naming the safer formats."""
-    with pytest.raises(ModelLoadError, match="refuses them unless the operator allows it.*--allow-pickle.*skops"):
+    with pytest.raises(
+        ModelLoadError, match="refuses them unless the operator allows it.*--allow-pickle.*skops"
+    ):
         load(joblib_file, "sklearn", parameters={"allow_pickle": False})
 
 
