@@ -105,11 +105,6 @@ def test_a_failed_start_prints_the_scripts_traceback_once(tmp_path: Path, script
     assert "model file missing" in logs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the server's fallback error body for unmatched paths to be azure.error_body when the "
-    "server serves an entry script (server/router.py error_body(path) / the HTTP app; see the report)",
-)
 def test_an_unknown_path_answers_as_azure_clients_read() -> None:
     """On an entry-script server, an unknown path is a 404 whose JSON carries "message", as azmlinfsrv's (and this server's 405) do."""
     with ServerProcess(["--entry-script", str(FIXTURES / "echo.py")], ready_path="/") as server:

@@ -41,7 +41,8 @@ def test_unwritable_snapshots_keep_the_totals_right_and_say_so_once(tmp_path: Pa
     args = ["--entry-script", str(SCRIPTS / "work.py"), "--workers", "2"]
     with ServerProcess(args, env={"TMPDIR": str(tmp_path)}) as server:
         assert wait_for(lambda: len(server.worker_pids()) == 2, 10)
-        (directory,) = tmp_path.glob("prebake-metrics-*")
+        # The workers' shared directory (snapshots, and the server's other shared state).
+        (directory,) = [path for path in tmp_path.glob("prebake-*") if path.is_dir()]
         shutil.rmtree(directory)
         directory.write_text("no longer a directory")
         pids: set[int] = set()
