@@ -46,6 +46,7 @@ _LEN = struct.Struct("<I")
 #: The most dimensions a tensor may have: numpy's limit (NPY_MAXDIMS), so reshape never fails on it.
 MAX_DIMS = 64
 INT64_MAX = 2**63 - 1
+_MAX_ELEMENTS = INT64_MAX // 8  # elements of the widest V2 datatype (8 bytes) that numpy can shape
 # What a JSON value of each numeric kind is called in messages (Triton's wording: JSON integers, numbers).
 _TAKES = {"i": "JSON integers", "u": "JSON integers >= 0", "f": "JSON numbers"}
 #: Longest error message sent back: a backstop under the names cut by ``errors.echo``.
@@ -141,8 +142,9 @@ def datatype_of(array: np.ndarray) -> str:
 def check_shape(tensor: str, shape: Any) -> list[int]:
     """``shape`` as a list of non-negative ints, or InvalidInput (400) naming the tensor.
 
-    At most ``MAX_DIMS`` dimensions, and a total element count (zero dimensions aside) within int64,
-    as Triton requires: ``[2**40, 2**40, 0]`` holds no element, but no array can be shaped by it.
+    At most ``MAX_DIMS`` dimensions, and a total element count within int64, as Triton requires, with
+    its byte size (at the widest element, 8 bytes) within int64 too, as numpy needs to shape any array
+    by it: zero dimensions aside, as ``[2**40, 2**40, 0]`` holds no element but shapes no array either.
     """
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise bad(
@@ -154,10 +156,17 @@ def check_shape(tensor: str, shape: Any) -> list[int]:
             f"the most a tensor may have is {MAX_DIMS}"
         )
     count = math.prod(shape)
-    if count > INT64_MAX or (count == 0 and math.prod(d for d in shape if d) > INT64_MAX):
+    if count == 0:
+        count = math.prod(d for d in shape if d)
+    if count > INT64_MAX:
         raise bad(
             f"invalid shape for input '{echo(tensor)}': shape {echo(str(shape))} causes total element count "
             f"to exceed maximum size of {INT64_MAX}"
+        )
+    if count > _MAX_ELEMENTS:
+        raise bad(
+            f"invalid shape for input '{echo(tensor)}': shape {echo(str(shape))} needs {count} elements, whose "
+            f"byte size would exceed maximum size of {INT64_MAX}"
         )
     return shape
 

@@ -35,7 +35,8 @@ def _input(name: str, datatype: str, shape: list[int]) -> object:
     """An input with valid data of one row, then the hostile shape (tritonclient checks data against
     the shape only when the data is set)."""
     tensor = grpcclient.InferInput(name, [1, 4], datatype)
-    data = np.array([[b"a"] * 4], dtype=object) if datatype == "BYTES" else np.ones((1, 4), np.float32)
+    numeric = np.float64 if datatype == "FP64" else np.float32
+    data = np.array([[b"a"] * 4], dtype=object) if datatype == "BYTES" else np.ones((1, 4), numeric)
     tensor.set_data_from_numpy(data)
     tensor.set_shape(shape)
     return tensor
@@ -46,6 +47,8 @@ CASES = [
     ("BYTES shape [2^40, 2^40, 0]", "input-0", "BYTES", [2**40, 2**40, 0], "exceed maximum size"),
     ("65 dimensions", "input-0", "FP32", [1] * 65, "the most a tensor may have is 64"),
     ("shape [2^62, 4]", "input-0", "FP32", [2**62, 4], "exceed maximum size"),
+    # Found by test_fuzz_grpc_tensors: 2^62 elements fit int64, their bytes do not (numpy cannot shape it).
+    ("FP64 shape [2^31, 2^31, 0]", "input-0", "FP64", [2**31, 2**31, 0], "byte size would exceed"),
     ("20 KB input name, wrong shape", "x" * 20_000, "FP32", [2**40, 2**40, 0], "(20000 chars)"),
 ]  # fmt: skip
 

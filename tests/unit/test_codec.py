@@ -59,6 +59,7 @@ def test_bool_rejects_strings() -> None:
         ("INT64", [2], [-1, 2**63], "input 't': values out of range for INT64"),
         ("FP32", [2**40, 2**40, 0], [], "input 't'.*exceed maximum size of 9223372036854775807"),
         ("FP32", [1] * 65, [1], "input 't': 65 dimensions, the most a tensor may have is 64"),
+        ("FP64", [2**31, 2**31, 0], [], "input 't'.*byte size would exceed maximum size"),
         ("FP33", [1], [1], "unknown datatype 'FP33' of tensor 't'"),
         ("FP32", [-1], [1], "'t': shape must be a list of non-negative integers"),
         ("FP32", [2, 2], [[1, 2], [3]], "'t': data does not fit"),
