@@ -30,7 +30,7 @@ fi
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [[ $want_tests == 1 ]]; then
-  "${pip[@]}" -e '.[test,grpc,schema,frameworks]'
+  "${pip[@]}" -e '.[test,grpc,schema,frameworks,mlflow]'
   # PyPI's torch is a multi-GB CUDA build; use the CPU wheel where the machine has one (PIP_FIND_LINKS).
   if .venv/bin/python -m pip download -q --no-deps --no-index -d /tmp/prebake-torch-probe torch==2.13.0 >/dev/null 2>&1; then
     "${pip[@]}" torch==2.13.0

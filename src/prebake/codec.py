@@ -26,16 +26,16 @@ import io
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from tokenize import TokenError
 from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
-from prebake import datatypes
+from prebake import datatypes, v2ext
 from prebake.errors import BadJSON, InvalidInput, ScoringError, echo
-from prebake.types import InferenceRequest, InferenceResponse
+from prebake.types import InferenceRequest, InferenceResponse, SharedMemory
 
 _DTYPES: dict[str, np.dtype[Any]] = {name: row.wire for name, row in datatypes.DATATYPES.items()}
 DATATYPES: tuple[str, ...] = datatypes.NAMES
@@ -477,6 +477,25 @@ def decode_npy(body: bytes) -> np.ndarray:
 # ---- V2 inference request and response bodies ------------------------------------------------------
 
 
+def write_shm_output(
+    name: str, array: np.ndarray, where: v2ext.ShmReference, shared_memory: SharedMemory | None
+) -> dict[str, Any]:
+    """Write an output's bytes to its shared memory region; its response entry, without data (REST and
+    gRPC describe it the same way)."""
+    if shared_memory is None:
+        raise bad(
+            f"output '{echo(name)}' names shared memory region '{where.region}', but this server has none"
+        )
+    raw = encode_binary_tensor(array)
+    shared_memory.write(where.region, where.offset, where.byte_size, raw, name)
+    return {
+        "name": name,
+        "datatype": datatype_of(array),
+        "shape": list(array.shape),
+        "parameters": {v2ext.SHM_REGION: where.region, v2ext.SHM_SIZE: len(raw)},
+    }
+
+
 @dataclass(slots=True)
 class V2Request:
     """A decoded V2 infer body: the internal request, plus which outputs go back as binary data."""
@@ -484,10 +503,14 @@ class V2Request:
     request: InferenceRequest
     binary_outputs: dict[str, bool]
     binary_default: bool
+    shm_outputs: dict[str, v2ext.ShmReference] = field(default_factory=dict)
 
 
-def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Request:
-    """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given)."""
+def decode_v2_request(
+    body: bytes, header_length: int | None = None, shared_memory: SharedMemory | None = None
+) -> V2Request:
+    """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given); inputs in
+    ``shared_memory`` regions are read from there (Triton's shared memory extension)."""
     header: bytes | memoryview
     if header_length is None:
         header, tail = body, _EMPTY
@@ -520,7 +543,10 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
             raise bad(f"input '{echo(name)}' is given twice")
         params = _parameters(item.get("parameters"), f"input '{echo(name)}'")
         size = params.pop(BINARY_SIZE, None)
-        if size is not None:
+        shm = v2ext.shm_reference(name, params)
+        if shm is not None or ("data" in item) + (size is not None) != 1:
+            array = _shm_input(name, item, shm, size, shared_memory)
+        elif size is not None:
             if type(size) is not int or size < 0 or offset + size > len(tail):
                 raise bad(
                     f"input '{echo(name)}': binary_data_size {size!r} does not fit the binary data sent"
@@ -528,10 +554,8 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
             chunk = tail[offset : offset + size]
             offset += size
             array = decode_binary_tensor(name, item.get("datatype"), item.get("shape"), chunk)
-        elif "data" in item:
-            array = decode_json_tensor(name, item.get("datatype"), item.get("shape"), item["data"])
         else:
-            raise bad(f"input '{echo(name)}' has neither 'data' nor a binary_data_size parameter")
+            array = decode_json_tensor(name, item.get("datatype"), item.get("shape"), item["data"])
         if array.dtype == object and params.get("content_type") == "str":
             array = _as_str(name, array)
         inputs[name] = array
@@ -540,10 +564,12 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
     if offset != len(tail):
         raise bad(f"{len(tail) - offset} bytes of binary data follow the inputs that no input claims")
 
-    outputs, binary_outputs = _requested_outputs(doc.get("outputs"))
+    outputs, binary_outputs, extensions = _requested_outputs(doc.get("outputs"))
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
+    for name, where in extensions.shm.items():
+        _shm_check(name, where, shared_memory)
     return V2Request(
         request=InferenceRequest(
             inputs=inputs,
@@ -551,10 +577,58 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
             outputs=outputs,
             id=request_id,
             input_parameters=input_parameters,
+            classification=extensions.classes,
         ),
         binary_outputs=binary_outputs,
         binary_default=binary_default,
+        shm_outputs=extensions.shm,
     )
+
+
+def _shm_input(
+    name: str,
+    item: dict[str, Any],
+    shm: v2ext.ShmReference | None,
+    size: Any,
+    shared_memory: SharedMemory | None,
+) -> np.ndarray:
+    """An input read from a shared memory region, or Triton's error for an input that names not exactly
+    one of data, binary data and a region."""
+    given = [
+        label
+        for label, present in (
+            ("data", "data" in item),
+            ("binary_data_size", size is not None),
+            ("shared_memory_region", shm is not None),
+        )
+        if present
+    ]
+    if shm is None or len(given) != 1:
+        said = " set " + " ".join(f"'{g}'" for g in given) if given else " no field is set"
+        raise bad(
+            f"input '{echo(name)}': Input must set only one of the following fields: 'data', 'binary_data_size' "
+            f"in 'parameters', 'shared_memory_region' in 'parameters'. But{said}"
+        )
+    if shared_memory is None:
+        raise bad(f"input '{echo(name)}' names shared memory region '{shm.region}', but this server has none")
+    chunk = shared_memory.read(shm.region, shm.offset, shm.byte_size)
+    return decode_binary_tensor(name, item.get("datatype"), item.get("shape"), chunk)
+
+
+def _shm_check(name: str, where: v2ext.ShmReference, shared_memory: SharedMemory | None) -> None:
+    if shared_memory is None:
+        raise bad(
+            f"output '{echo(name)}' names shared memory region '{where.region}', but this server has none"
+        )
+    shared_memory.check(where.region, where.offset, where.byte_size)
+
+
+@dataclass(slots=True)
+class _OutputExtensions:
+    """What requested outputs ask beyond binary data: classes (name -> k), shared memory (name -> where)."""
+
+    classes: dict[str, int]
+    shm: dict[str, v2ext.ShmReference]
 
 
 def _as_str(tensor: str, array: np.ndarray) -> np.ndarray:
@@ -574,9 +648,10 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
+def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool], _OutputExtensions]:
+    extensions = _OutputExtensions({}, {})
     if value is None:
-        return None, {}
+        return None, {}, extensions
     if not isinstance(value, list):
         raise bad("'outputs' must be a list")
     names: list[str] = []
@@ -586,12 +661,26 @@ def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
         if not isinstance(name, str) or not name:
             raise bad(f"requested output {index} needs a 'name' string")
         params = _parameters(item.get("parameters"), f"output '{echo(name)}'")
-        if params.get("classification"):
-            raise bad(f"output '{echo(name)}': the classification extension is not supported")
+        classes = v2ext.classification_count(name, params)
+        shm = v2ext.shm_reference(name, params)
+        if shm is not None:
+            # Triton's rules (src/http_server.cc ValidateOutputParameter): the classes are not written
+            # to shared memory, and bytes in a region are not also sent.
+            if classes:
+                raise bad(
+                    f"output '{echo(name)}': Output can't set both 'shared_memory_region' and 'classification'"
+                )
+            if params.get(BINARY_OUT):
+                raise bad(
+                    f"output '{echo(name)}': Output can't set both 'shared_memory_region' and 'binary_data'"
+                )
+            extensions.shm[name] = shm
+        if classes:
+            extensions.classes[name] = classes
         if BINARY_OUT in params:
             binary[name] = bool(params[BINARY_OUT])
         names.append(name)
-    return names, binary
+    return names, binary, extensions
 
 
 def encode_v2_response(
@@ -599,15 +688,20 @@ def encode_v2_response(
     *,
     binary_outputs: Mapping[str, bool] | None = None,
     binary_default: bool = False,
+    shm_outputs: Mapping[str, v2ext.ShmReference] | None = None,
+    shared_memory: SharedMemory | None = None,
 ) -> tuple[bytes, int | None]:
     """A V2 REST infer response body and, when binary tensors follow the JSON, the JSON's length
-    (the value of Inference-Header-Content-Length)."""
+    (the value of Inference-Header-Content-Length). Outputs in ``shm_outputs`` are written to their
+    shared memory regions instead, and described without data."""
     binary_outputs = binary_outputs or {}
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in response.outputs.items():
         array = np.asarray(array)
-        if binary_outputs.get(name, binary_default):
+        if shm_outputs and name in shm_outputs:
+            tensors.append(write_shm_output(name, array, shm_outputs[name], shared_memory))
+        elif binary_outputs.get(name, binary_default):
             raw = encode_binary_tensor(array)
             tensors.append(
                 {

@@ -149,7 +149,7 @@ def test_decode_v2_request_with_binary_inputs_and_parameters() -> None:
     ("doc", "tail", "match"),
     [
         ({"inputs": []}, b"", "non-empty 'inputs'"),
-        ({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1]}]}, b"", "neither 'data'"),
+        ({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1]}]}, b"", "But no field is set"),
         (
             {
                 "inputs": [

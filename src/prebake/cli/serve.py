@@ -169,6 +169,13 @@ from prebake import exits
     help="Run a model folder's SageMaker handler script (code/inference.py), which is code. "
     "Env: PREBAKE_HANDLER_SCRIPTS=0 refuses them. [default: run]",
 )
+@click.option(
+    "--allow-client-shm/--no-allow-client-shm",
+    "allow_client_shm",
+    default=None,
+    help="Let clients register system shared memory regions for inputs and outputs (Triton's option of "
+    "the same name; the V2 shared memory extension). Env: PREBAKE_ALLOW_CLIENT_SHM=1. [default: refuse]",
+)
 def serve(**flags: Any) -> None:
     """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC).
 

@@ -33,6 +33,7 @@ MODEL_FORMATS: dict[str, str] = {
     "onnxruntime": "onnx",
     "pytorch": "pytorch",
     "tensorflow": "tensorflow",
+    "mlflow": "mlflow",  # KServe's name for MLflow models (its MLServer runtime serves them)
 }
 
 

@@ -12,6 +12,7 @@ Steps, each a ``Finding`` (ok, warning or error, with what to do about it):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -112,6 +113,16 @@ def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
     model = request.model or request.model_dir
     if image is not None and model is not None:
         _model_versions(model, image, report)
+    scratch_requirements = None
+    if (
+        image is not None
+        and model is not None
+        and request.requirements is None
+        and (model / "MLmodel").is_file()
+    ):
+        scratch_requirements = _mlflow_requirements(model, image, report)
+        if scratch_requirements is not None:
+            request = dataclasses.replace(request, requirements=scratch_requirements)
     if request.requirements is not None:
         step_started = time.monotonic()
         resolution = resolve(request.requirements, pins if pins is not None else pins_from_environment(),
@@ -127,8 +138,32 @@ def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
         )
     if report.ok:
         _probe(request, image, report)
+    if scratch_requirements is not None:
+        scratch_requirements.unlink(missing_ok=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _mlflow_requirements(model: Path, image: Image, report: CheckReport) -> Path | None:
+    """The requirements an MLflow model was logged with that ``image`` lacks, as a file for the start-time
+    layer (None where it lacks none): what the deployment would install at start."""
+    from prebake.extend.recommend import recommend_for_image
+
+    lacking = recommend_for_image(model, image).lacking
+    if not lacking:
+        report.add("mlflow-requirements", "ok", f"{image.name} holds every package the model was logged with")
+        return None
+    report.add(
+        "mlflow-requirements",
+        "ok",
+        f"the model's requirements that {image.name} lacks are installed through the start-time layer: "
+        + ", ".join(lacking),
+    )
+    handle, name = tempfile.mkstemp(prefix="prebake-mlflow-", suffix=".txt")
+    os.close(handle)
+    path = Path(name)
+    path.write_text("\n".join(lacking) + "\n")
+    return path
 
 
 def _inputs(request: CheckRequest, report: CheckReport) -> bool:

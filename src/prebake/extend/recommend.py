@@ -8,11 +8,12 @@ release). A script that needs no framework gets the minimal image. Where no imag
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.extend.evidence import Evidence, from_name, gather
+from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, from_name, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
 
@@ -42,6 +43,8 @@ class Recommendation:
     warnings: list[str] = field(default_factory=list)
     exact: bool = True
     evidence: list[Evidence] = field(default_factory=list)
+    #: Requirements the model needs that the image lacks (``pkg==version``), for PREBAKE_EXTRA_REQUIREMENTS.
+    lacking: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class Recommendation:
             "exact": self.exact,
             "reasons": self.reasons,
             "warnings": self.warnings,
+            "lacking": self.lacking,
         }
 
 
@@ -101,13 +105,16 @@ def recommend_for_name(name: str, catalog: Catalog, *, device: str = "cpu") -> R
 
 
 def choose(evidence: list[Evidence], catalog: Catalog, *, device: str, label: str) -> Recommendation:
-    """The image the evidence points to, with the reasons (``label`` names what the evidence came from)."""
+    """The image the evidence points to, with the reasons (``label`` names what the evidence came from).
+    What an MLflow model's logging environment listed is checked against the image, not used to pick it."""
+    logged = [item for item in evidence if item.note == LOGGED_REQUIREMENT]
+    evidence = [item for item in evidence if item.note != LOGGED_REQUIREMENT]
     candidates = [image for image in catalog.images if (image.device == "cpu") == (device == "cpu")]
     if not candidates:
         raise ValueError(f"the catalog has no {device} image")
     minimal = [image for image in candidates if image.framework == "minimal"]
     if not evidence and minimal:
-        return _explain(minimal[0], image_packages(minimal[0]), evidence, label)
+        return _explain(minimal[0], image_packages(minimal[0]), evidence, label, logged)
     scored = []
     for image in candidates:
         packages = image_packages(image)
@@ -121,10 +128,24 @@ def choose(evidence: list[Evidence], catalog: Catalog, *, device: str, label: st
         scored.append(((held, exact, named, newest, -len(packages)), image, packages))
     scored.sort(key=lambda entry: entry[0], reverse=True)
     _, image, packages = scored[0]
-    return _explain(image, packages, evidence, label)
+    return _explain(image, packages, evidence, label, logged)
 
 
-def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], label: str) -> Recommendation:
+def recommend_for_image(path: Path, image: Image) -> Recommendation:
+    """What ``image`` gives and lacks for the model at ``path`` (as ``recommend`` explains its pick)."""
+    everything = gather(path)
+    evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
+    logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
+    return _explain(image, image_packages(image), evidence, path.name, logged)
+
+
+def _explain(
+    image: Image,
+    packages: dict[str, str],
+    evidence: list[Evidence],
+    label: str,
+    logged: Sequence[Evidence] = (),
+) -> Recommendation:
     reasons: list[str] = []
     warnings: list[str] = []
     exact = True
@@ -168,4 +189,17 @@ def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], l
             f"no catalog image holds {', '.join(unique)}: add {'it' if len(unique) == 1 else 'them'} with a requirements "
             "file (PREBAKE_EXTRA_REQUIREMENTS, or `prebake extend -r`)"
         )
-    return Recommendation(image, reasons, warnings, exact, evidence)
+    lacking = [_pin(item) for item in evidence if item.package in missing]
+    absent = [item for item in logged if provided(packages, item.package) is None]
+    if absent:
+        lacking += [_pin(item) for item in absent]
+        warnings.append(
+            f"the model's requirements.txt also lists {', '.join(_pin(i) for i in absent)}, which {image.name} "
+            "lacks: install them at start (PREBAKE_EXTRA_REQUIREMENTS) or with `prebake extend -r`, where the "
+            "model needs them"
+        )
+    return Recommendation(image, reasons, warnings, exact, evidence, sorted(set(lacking)))
+
+
+def _pin(item: Evidence) -> str:
+    return f"{item.package}=={item.version}" if item.version else item.package

@@ -62,6 +62,8 @@ def check_model(image: Image, model: Path) -> None:
     if model.is_dir():
         if image.framework == "tensorflow" and (model / "saved_model.pb").exists():
             return
+        if (model / "MLmodel").is_file():
+            return  # an MLflow model: its flavors and requirements are judged by recommend and check
         files = [path for path in model.iterdir() if path.is_file()]
     else:
         files = [model]

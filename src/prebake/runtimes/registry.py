@@ -27,6 +27,10 @@ RUNTIMES: dict[str, Entry] = {
     "onnx": Entry("prebake.runtimes.onnx:OnnxRuntime", "onnxruntime (or onnxruntime-gpu)"),
     "torch": Entry("prebake.runtimes.torch:TorchRuntime", "torch"),
     "tensorflow": Entry("prebake.runtimes.tensorflow:TensorFlowRuntime", "tensorflow (or tensorflow-cpu)"),
+    "mlflow": Entry(
+        "prebake.runtimes.mlflow:MlflowRuntime",
+        "the model's framework (its requirements.txt); mlflow-skinny for python_function models",
+    ),
     "sagemaker": Entry("prebake.runtimes.sagemaker:SageMakerScriptRuntime", "nothing: it runs your script"),
 }
 

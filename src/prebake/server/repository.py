@@ -20,6 +20,7 @@ from prebake.server.control import Control, Wanted
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
 from prebake.server.model import RuntimeFactory, ServedModel, State
+from prebake.server.shm import SharedMemoryRegistry
 from prebake.server.statistics import model_statistics
 from prebake.types import InferenceRequest, InferenceResponse, ModelMetadata, RawRequest, RawResult
 
@@ -45,12 +46,14 @@ class ModelRepository:
         factory: RuntimeFactory | None = None,
         discover: Discover | None = None,
         control: Control | None = None,
+        shared_memory: SharedMemoryRegistry | None = None,
     ) -> None:
         self.executor = executor
         self.metrics = metrics
         self.factory = factory
         self.discover = discover
         self.control = control or Control(None, workers=1)
+        self.regions = shared_memory or SharedMemoryRegistry(self.control.directory, allowed=False)
         self.models: dict[str, ServedModel] = {}
         self.raw_name: str | None = None  # the entry script (or handler script) that /score uses
         self.started = False
@@ -214,6 +217,10 @@ class ModelRepository:
         if key is None:
             raise NotFound("this server has no entry script; POST to a model's route instead")
         return await self.get(key).score(request)
+
+    def shared_memory(self) -> SharedMemoryRegistry:
+        """The server's system shared memory regions (types.Backend)."""
+        return self.regions
 
     def _discover(self, name: str) -> ServedModel:
         settings = self.discover(name) if self.discover is not None else None

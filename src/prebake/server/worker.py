@@ -38,6 +38,7 @@ from prebake.server.metrics import Metrics
 from prebake.server.pipeline import build_pipeline
 from prebake.server.repository import ModelRepository
 from prebake.server.rescue import Rescue, WorkerTable
+from prebake.server.shm import SharedMemoryRegistry
 
 logger = logging.getLogger("prebake.worker")
 
@@ -83,12 +84,15 @@ def build_repository(
         return settings
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
+    control_ = control_ or control.Control(None, workers=1)
     repository = ModelRepository(
         executor,
         metrics,
         factory=create_runtime,
         discover=_discoverer(config, with_policy),
         control=control_,
+        # Registrations are the whole server's, recorded beside the repository state (shm.py).
+        shared_memory=SharedMemoryRegistry(control_.directory, allowed=config.allow_client_shm),
     )
     swagger = None
     if config.entry_script is not None:
@@ -135,7 +139,7 @@ def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
 
 def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
     """Every protocol's routes, on the one HTTP port."""
-    from prebake.protocols import azure, sagemaker, v1, v2, vertex
+    from prebake.protocols import azure, azure_mlflow, mlflow_scoring, sagemaker, v1, v2, vertex
     from prebake.server import openapi, ops
 
     routes = [
@@ -148,6 +152,9 @@ def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: A
             repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
     ]
+    routes = mlflow_scoring.over(
+        repository, azure_mlflow.over(repository, routes)
+    )  # share /invocations, /score
     routes.append(openapi.route(routes, models=repository.model_names(), auth=bool(config.api_keys)))
     return routes
 
