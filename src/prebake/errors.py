@@ -153,7 +153,7 @@ def echo(text: str) -> str:
     """Client-given text as it may appear in a message: cut to ECHO_LIMIT characters.
 
     >>> echo("m" * 300)[-20:]
-    'mmmm... (300 chars)'
+    'mmmmm... (300 chars)'
     """
     if len(text) <= ECHO_LIMIT:
         return text

@@ -141,6 +141,13 @@ def extend(
     help="Seconds for init() and the sample.",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
+@click.option(
+    "--allow-pickle",
+    "allow_pickle",
+    is_flag=True,
+    envvar="PREBAKE_ALLOW_PICKLE",
+    help="Load a pickle/joblib model (it runs code when loaded), as prebake serve --allow-pickle. [default: refuse]",
+)
 @CA_BUNDLE
 @ENGINE
 @FORMAT
@@ -155,6 +162,7 @@ def check(
     where: str,
     timeout_s: float,
     strict: bool,
+    allow_pickle: bool,
     ca_bundle: Path | None,
     engine: str | None,
     fmt: str,
@@ -177,6 +185,7 @@ def check(
             where=where,  # type: ignore[arg-type]
             timeout_s=timeout_s,
             ca_bundle=ca_bundle,
+            allow_pickle=allow_pickle,
         )
         report = run_check(request, load_catalog())
     click.echo(json.dumps(report.as_json(), indent=2) if fmt == "json" else report.text())

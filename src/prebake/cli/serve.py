@@ -37,7 +37,11 @@ from prebake import exits
 @click.option(
     "--model-dir", "--model_dir", "model_dir", help="Directory given to score.py as AZUREML_MODEL_DIR."
 )
-@click.option("--app-root", "app_root", help="Where relative entry scripts are found. Env: AML_APP_ROOT.")
+@click.option(
+    "--app-root",
+    "app_root",
+    help="Where relative entry scripts and swagger files are found. Env: AML_APP_ROOT. [default: the current directory]",
+)
 @click.option("--host", default=None, help="Interface to bind. [default: 0.0.0.0]")
 @click.option("--port", type=int, default=None, help="HTTP port. [default: 5001]")
 @click.option(
@@ -157,6 +161,13 @@ from prebake import exits
     "allow_pickle",
     default=None,
     help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
+)
+@click.option(
+    "--handler-scripts/--no-handler-scripts",
+    "handler_scripts",
+    default=None,
+    help="Run a model folder's SageMaker handler script (code/inference.py), which is code. "
+    "Env: PREBAKE_HANDLER_SCRIPTS=0 refuses them. [default: run]",
 )
 @click.option(
     "--allow-client-shm/--no-allow-client-shm",

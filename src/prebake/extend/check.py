@@ -94,6 +94,7 @@ class CheckRequest:
     where: Literal["auto", "image", "local"] = "auto"
     timeout_s: float = 120.0
     ca_bundle: Path | None = None
+    allow_pickle: bool = False  # load a pickled model (it runs code), as prebake serve --allow-pickle
 
 
 def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
@@ -318,6 +319,8 @@ def _probe_args(request: CheckRequest, script: str | None, model: str | None, mo
     ):
         if value is not None:
             args += [flag, value]
+    if request.allow_pickle and model is not None:
+        args.append("--allow-pickle")
     return args
 
 

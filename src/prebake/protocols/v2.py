@@ -228,23 +228,36 @@ def _header_length(request: Request) -> int | None:
 
 
 def _inflate(request: Request, limit: int) -> bytes:
+    """The body, inflated where Content-Encoding says gzip or deflate, and refused (400) unless the
+    compressed data is whole: a gzip body without its trailer (cut short) or with bytes after its end
+    is not the body the client meant. Several gzip members one after another are one body (RFC 1952)."""
     encoding = (request.header("content-encoding") or "identity").strip().lower()
     if encoding == "identity":
         return request.body
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj()
-    else:
+    if encoding not in ("gzip", "deflate"):
         raise codec.bad(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    data = request.body
+    parts: list[bytes] = []
+    size = 0
     try:
-        body = inflater.decompress(request.body, limit)
-        if inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"the request body inflates to more than {limit} bytes")
-        body += inflater.flush()
+        while True:
+            inflater = zlib.decompressobj(wbits=wbits)
+            part = inflater.decompress(data, limit - size + 1)
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise PayloadTooLarge(f"the request body inflates to more than {limit} bytes")
+            parts.append(part)
+            if not inflater.eof:
+                raise codec.bad(f"the {encoding} request body ends before its compressed data does")
+            data = inflater.unused_data
+            if not data:
+                break
+            if encoding != "gzip" or not data.startswith(b"\x1f\x8b"):
+                raise codec.bad(f"{len(data)} bytes follow the end of the {encoding} request body")
     except zlib.error as exc:
         raise codec.bad(f"the request body is not valid {encoding} data: {exc}") from None
-    return body
+    return b"".join(parts)
 
 
 def _raw_binary_request(backend: Backend, name: str, version: str | None, body: bytes) -> codec.V2Request:

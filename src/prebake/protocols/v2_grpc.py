@@ -80,26 +80,26 @@ def decode_infer_request(
         if not name:
             raise codec.bad(f"input {index} has no name")
         if name in inputs:
-            raise codec.bad(f"input '{name}' is given twice")
+            raise codec.bad(f"input '{echo(name)}' is given twice")
         params = _parameters(tensor.parameters)
         shm = v2ext.shm_reference(name, params)
         shape = list(tensor.shape)
         if shm is not None:
             if tensor.HasField("contents"):
                 raise codec.bad(
-                    f"unexpected 'content' provided when using shared memory for input tensor '{name}' "
+                    f"unexpected 'content' provided when using shared memory for input tensor '{echo(name)}' "
                     f"for model '{model}'"
                 )
             if shared_memory is None:
                 raise codec.bad(
-                    f"input '{name}' names shared memory region '{shm.region}', but this server has none"
+                    f"input '{echo(name)}' names shared memory region '{shm.region}', but this server has none"
                 )
             chunk = shared_memory.read(shm.region, shm.offset, shm.byte_size)
             array = codec.decode_binary_tensor(name, tensor.datatype, shape, chunk)
         elif tensor.HasField("contents"):
             if raw:
                 raise codec.bad(
-                    f"contents field must not be specified when using raw_input_contents for '{name}' "
+                    f"contents field must not be specified when using raw_input_contents for '{echo(name)}' "
                     f"for model '{model}'"
                 )
             array = _from_contents(name, tensor.datatype, shape, tensor.contents)
@@ -107,7 +107,9 @@ def decode_infer_request(
             array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[next_raw])
             next_raw += 1
         else:
-            raise codec.bad(f"unable to find data for input tensor '{name}' for model '{model}' in request.")
+            raise codec.bad(
+                f"unable to find data for input tensor '{echo(name)}' for model '{model}' in request."
+            )
         inputs[name] = array
         if params:
             input_parameters[name] = params
@@ -127,7 +129,7 @@ def decode_infer_request(
                     raise codec.bad("output can't set both 'shared_memory_region' and 'classification'")
                 if shared_memory is None:
                     raise codec.bad(
-                        f"output '{requested.name}' names shared memory region '{where.region}', but this "
+                        f"output '{echo(requested.name)}' names shared memory region '{where.region}', but this "
                         "server has none"
                     )
                 shared_memory.check(where.region, where.offset, where.byte_size)
@@ -154,7 +156,7 @@ def _from_contents(
     row = datatypes.lookup(datatype)
     field = row.contents if row is not None else None
     if field is None:
-        raise codec.bad(f"input '{name}': {datatype} data must be sent in raw_input_contents")
+        raise codec.bad(f"input '{echo(name)}': {datatype} data must be sent in raw_input_contents")
     values = getattr(contents, field)
     if datatype == "BYTES":
         array = np.empty(len(values), dtype=object)
@@ -163,10 +165,10 @@ def _from_contents(
         try:
             array = np.array(values, dtype=dtype.newbyteorder("="))
         except OverflowError as exc:
-            raise codec.bad(f"input '{name}': contents do not fit {datatype}: {exc}") from None
+            raise codec.bad(f"input '{echo(name)}': contents do not fit {datatype}: {exc}") from None
     if array.size != math.prod(shape):
         raise codec.bad(
-            f"input '{name}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
+            f"input '{echo(name)}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
         )
     return array.reshape(shape)
 

@@ -50,9 +50,10 @@ from prebake.errors import (
     RequestError,
     ScoringError,
     UnsupportedMediaType,
+    echo,
 )
 from prebake.runtimes import azure_schema
-from prebake.runtimes.base import RawRuntime
+from prebake.runtimes.base import RawRuntime, raw_result
 from prebake.types import RawRequest, RawResult
 
 logger = logging.getLogger("prebake.entry_script")
@@ -236,7 +237,7 @@ class EntryScriptRuntime(RawRuntime):
             )
         elif method == "GET":
             args = _query_arguments(request.query_string)
-            kwargs = self._schema_args(args) if mode is _SCHEMA else {self._data_param: json.dumps(args)}
+            kwargs = self._schema_args(args) if mode is _SCHEMA else {self._data_param: _query_json(args)}
         elif method == "OPTIONS":
             return RawResult(b"", 200, [("x-ms-run-function-failed", "False")], "text/html; charset=utf-8")
         else:
@@ -248,7 +249,7 @@ class EntryScriptRuntime(RawRuntime):
             output = self._run(**kwargs)
         except MemoryError:
             raise  # the server counts these: a worker that keeps running out of memory is replaced
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # user code: KeyboardInterrupt, SystemExit, BaseException itself
             raise self._failure(exc) from exc
 
         response_type = self._response_type
@@ -287,6 +288,9 @@ class EntryScriptRuntime(RawRuntime):
             # The standard parser takes what orjson refuses (NaN, huge integers), as the reference's does.
             try:
                 parsed = json.loads(body)
+            except RecursionError:
+                # orjson stops at 1,024 levels; json at Python's recursion limit (the reference answers 500).
+                raise BadJSON("POST body could not be decoded as JSON: it nests too deeply") from None
             except ValueError as exc:
                 if body:
                     raise BadJSON(f"POST body could not be decoded as JSON: {exc}") from None
@@ -383,11 +387,21 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(key: str, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        # The reference answers 500 (its parser's RecursionError escapes); it is the client's input.
+        raise BadJSON(f"query value {echo(key)!r} nests too deeply to be read as JSON") from None
+
+
+def _query_json(args: dict[str, Any]) -> str:
+    try:
+        return json.dumps(args)
+    except RecursionError:
+        raise BadJSON("the query values nest too deeply to be passed to run() as JSON") from None
 
 
 def _query_arguments(query_string: bytes) -> dict[str, Any]:
@@ -401,15 +415,16 @@ def _query_arguments(query_string: bytes) -> dict[str, Any]:
     for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
         grouped.setdefault(key, []).append(value)
     return {
-        key: _parse_value(values[0]) if len(values) == 1 else [_parse_value(v) for v in values]
+        key: _parse_value(key, values[0]) if len(values) == 1 else [_parse_value(key, v) for v in values]
         for key, values in grouped.items()
     }
 
 
 def _from_response(status: int, headers: list[tuple[str, str]], body: bytes) -> RawResult:
+    """What run()'s AMLResponse (or flask Response) says, checked so the server can send it."""
     content_type = "text/html; charset=utf-8"
     out: list[tuple[str, str]] = []
-    failed = status >= 500
+    failed = isinstance(status, int) and status >= 500
     for name, value in headers:
         lower = name.lower()
         if lower == "content-type":
@@ -422,7 +437,7 @@ def _from_response(status: int, headers: list[tuple[str, str]], body: bytes) -> 
             out.append((name, value))
     if failed:
         out.append(("x-ms-run-function-failed", "True"))
-    return RawResult(body, status, out, content_type, run_failed=failed)
+    return raw_result(body, status, out, content_type, run_failed=failed)
 
 
 def _forget_schemas(module_name: str) -> None:

@@ -15,7 +15,9 @@ Every key is optional; a file may be ``{}``. Unknown keys are refused so a typo 
       "max_batch_size": 32,                # 1: no adaptive batching; absent or 0: the server default (64)
       "max_batch_delay_ms": 2.0,
       "device": "auto",                    # auto | cpu | cuda (torch, onnx)
-      "allow_pickle": true,                # false: refuse pickle/joblib files
+      "allow_pickle": false,               # false: refuse this model's pickle/joblib files; true does
+                                           # nothing: only the operator allows pickles (--allow-pickle)
+      "handler_scripts": false,            # false: refuse this model's code/inference.py; as above
       "parameters": {}                     # runtime-specific extras (see each runtime's docstring)
     }
 
@@ -52,10 +54,13 @@ MLSERVER_IMPLEMENTATIONS = {
     "mlserver_onnx.OnnxModel": "onnx",
 }
 
+#: Keys the operator sets (flags, environment) that a settings file may only turn off for its model.
+OPERATOR_KEYS = ("allow_pickle", "handler_scripts")
+
 _KEYS = {
     "name", "version", "runtime", "implementation", "uri", "predict_method", "inputs", "outputs",
-    "max_batch_size", "max_batch_delay_ms", "max_batch_time", "device", "allow_pickle", "parameters",
-    "sequence",
+    "max_batch_size", "max_batch_delay_ms", "max_batch_time", "device", "allow_pickle", "handler_scripts",
+    "parameters", "sequence",
 }  # fmt: skip
 #: Image layouts, as Triton's ModelInput.Format names them (without the FORMAT_ prefix).
 FORMATS = ("NONE", "NHWC", "NCHW")
@@ -148,10 +153,17 @@ def parse_settings(data: Any, *, source: Path) -> FileSettings:
     if device is not None and device not in DEVICES:
         raise fail(f"'device' must be one of {', '.join(DEVICES)}, not {device!r}")
     out.device = device
-    if "allow_pickle" in data:
-        if not isinstance(data["allow_pickle"], bool):
-            raise fail("'allow_pickle' must be true or false")
-        params["allow_pickle"] = data["allow_pickle"]
+    # Operator-only switches: a model's own folder may refuse what the operator allows, never allow more.
+    # allow_pickle false here refuses this model's pickles; true is the operator's to say (--allow-pickle),
+    # as a file beside a pickle is as trustworthy as the pickle. The same for handler scripts.
+    for key in OPERATOR_KEYS:
+        values = [where[key] for where in (data, params) if key in where]
+        params.pop(key, None)
+        for value in values:
+            if not isinstance(value, bool):
+                raise fail(f"{key!r} must be true or false")
+        if False in values:
+            params[key] = False
     out.parameters = params
     return out
 

@@ -13,7 +13,6 @@ import errno
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import tempfile
@@ -28,6 +27,7 @@ from prebake.errors import ConfigError
 from prebake.server import control
 from prebake.server.heartbeat import Heartbeats
 from prebake.server.logs import configure_logging
+from prebake.server.metrics import remove_snapshots, retire_snapshot
 from prebake.server.rescue import Rescue
 
 logger = logging.getLogger("prebake.supervisor")
@@ -224,7 +224,7 @@ class Supervisor:
                 self.spawn()
         finally:
             self.sock.close()
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+            remove_snapshots(self.state_dir)  # and its in-memory fallback (metrics.py)
         return result
 
     def _wait(self, deadline: float | None) -> tuple[int, int]:
@@ -250,9 +250,7 @@ class Supervisor:
             time.sleep(0.05)
 
     def _retire_metrics(self, pid: int) -> None:
-        path = self.state_dir / f"{pid}.json"
-        with contextlib.suppress(OSError):
-            path.replace(self.state_dir / f"dead-{pid}.json")
+        retire_snapshot(self.state_dir, pid)
 
 
 def _die_with_parent() -> None:

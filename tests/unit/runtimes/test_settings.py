@@ -82,6 +82,31 @@ def test_full_file(tmp_path: Path) -> None:
     assert s.parameters == {"intra_op_num_threads": 1, "allow_pickle": False}
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"allow_pickle": True},
+        {"parameters": {"allow_pickle": True}},
+        {"parameters": {"extra": {"allow_pickle": True}}},
+        {"handler_scripts": True, "parameters": {"handler_scripts": True}},
+    ],
+    ids=["top level", "parameters", "MLServer extra", "handler scripts"],
+)
+def test_a_settings_file_cannot_allow_what_the_operator_decides(
+    tmp_path: Path, data: dict[str, object]
+) -> None:
+    """allow_pickle / handler_scripts true in a model's own file, wherever it is written, leaves nothing behind: the operator's flag decides."""
+    s = parse_settings(data, source=tmp_path / "model-settings.json")
+    assert "allow_pickle" not in s.parameters and "handler_scripts" not in s.parameters
+
+
+def test_a_settings_file_can_refuse(tmp_path: Path) -> None:
+    """false anywhere in the file refuses, even beside a true elsewhere in it."""
+    data = {"allow_pickle": True, "parameters": {"allow_pickle": False}, "handler_scripts": False}
+    s = parse_settings(data, source=tmp_path / "model-settings.json")
+    assert s.parameters == {"allow_pickle": False, "handler_scripts": False}
+
+
 def test_format_labels_and_sequence(tmp_path: Path) -> None:
     """An input's format, an output's labels file (one class a line) and sequence controls are read."""
     (tmp_path / "labels.txt").write_text("cat\ndog\n")

@@ -104,6 +104,16 @@ def test_pickle_refused_when_not_allowed(joblib_file: Path) -> None:
         load(joblib_file, "sklearn", parameters={"allow_pickle": False})
 
 
+def test_pickle_refused_by_default(joblib_file: Path) -> None:
+    """With no allow_pickle at all (a model loaded outside the server, by prebake check) the runtime refuses the pickle."""
+    from prebake.runtimes.base import ModelSettings
+    from prebake.runtimes.registry import create_runtime
+
+    runtime = create_runtime(ModelSettings(name="m", path=joblib_file, runtime="sklearn"))
+    with pytest.raises(ModelLoadError, match="--allow-pickle"):
+        runtime.load()
+
+
 def test_plain_pickle(tmp_path: Path, sklearn_model: Any, iris: Any) -> None:
     """A model saved with pickle.dump loads too."""
     path = tmp_path / "m.pkl"
