@@ -42,8 +42,13 @@ def run(raw):
 
 
 @pytest.fixture(scope="module")
-def mirror(registry: TLSRegistry) -> str:
-    return f"{registry.host}/mirror"
+def mirror(registry: TLSRegistry, podman: Engine) -> Iterator[str]:
+    yield f"{registry.host}/mirror"
+    # Every tag these tests made or pulled under the registry's address goes with it (the port is not reused).
+    listing = podman.run("images", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}")
+    for repository, tag, digest in (line.split() for line in listing.splitlines() if line.strip()):
+        if repository.startswith(f"{registry.host}/"):
+            podman.remove_image(f"{repository}:{tag}" if tag != "<none>" else f"{repository}@{digest}")
 
 
 @pytest.fixture(scope="module")

@@ -152,6 +152,12 @@ class Engine:
                 )
             raise EngineFailed(f"{self.name} {args[0]} failed (exit {code}); last lines:\n" + text)
 
+    def logs(self, container: str, tail: int | None = None) -> str:
+        """A container's output, stdout and stderr together (the server logs to stderr); never raises."""
+        args = [self.path, "logs", *(["--tail", str(tail)] if tail else []), container]
+        result = subprocess.run(args, capture_output=True, text=True, env=engine_environment(), check=False)
+        return (result.stdout + result.stderr).strip()
+
     def image_exists(self, reference: str) -> bool:
         """Whether a local image with this reference exists."""
         args = ("image", "exists", reference) if self.name == "podman" else ("image", "inspect", reference)

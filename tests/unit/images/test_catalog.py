@@ -95,7 +95,9 @@ def test_both_bases_carry_minimal_and_sklearn() -> None:
     """Debian 12 + Python 3.11 (the default) and Debian 13 + Python 3.13 each have the minimal and scikit-learn rows."""
     catalog = load_catalog()
     assert [base.key for base in catalog.bases.values() if base.default] == ["debian12-py311"]
-    assert catalog.bases["debian13-py313"].suite == "trixie" and catalog.bases["debian13-py313"].python == "3.13"
+    assert (
+        catalog.bases["debian13-py313"].suite == "trixie" and catalog.bases["debian13-py313"].python == "3.13"
+    )
     for os_name in ("debian12", "debian13"):
         frameworks = {image.framework for image in catalog.images if image.os == os_name}
         assert {"minimal", "sklearn"} <= frameworks, os_name
@@ -112,7 +114,9 @@ def test_registry_override_moves_every_reference() -> None:
     assert load_catalog(registry="ghcr.io/prebake").images == load_catalog().images
 
 
-@pytest.mark.parametrize("bad", ["https://ghcr.io/prebake", "ghcr.io/prebake:latest", "UPPER/Case", "just-a-name"])
+@pytest.mark.parametrize(
+    "bad", ["https://ghcr.io/prebake", "ghcr.io/prebake:latest", "UPPER/Case", "just-a-name"]
+)
 def test_bad_registry_is_a_usage_error(bad: str) -> None:
     """A registry with a scheme, a tag, capitals in its path, or no host is refused with an example."""
     from prebake.errors import ConfigError
