@@ -26,6 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "scripts" / "install-podman.sh"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA = CA_BUNDLE if CA_BUNDLE.is_file() else None
+FIGURES = ROOT / "out" / "image-figures"  # what the runs measured, for docs/images.md (not assertions)
+
+
+def record(engine: str, name: str, **figures: object) -> None:
+    """Merge ``figures`` into out/image-figures/ENGINE/NAME.json."""
+    import json
+
+    path = FIGURES / engine / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**old, **figures}, indent=2) + "\n")
 
 
 def in_ci() -> bool:
@@ -138,7 +149,10 @@ class Builds:
                 image, self.catalog, self.engine(engine_name), prebake_wheel=self.wheel, base="local",
                 ca_bundle=CA, output_root=self.output / engine_name,
             )  # fmt: skip
-            print(self.results[key].summary())
+            result = self.results[key]
+            print(result.summary())
+            record(engine_name, name, size_bytes=result.size_bytes, build_seconds=round(result.seconds, 1),
+                   added_bytes=result.added_bytes, base=result.base)  # fmt: skip
         return self.results[key]
 
 

@@ -16,7 +16,7 @@ from prebake.images.build import BuildFailed, build_image
 from prebake.images.catalog import Catalog
 from prebake.images.smoke import smoke_test
 
-from .conftest import CA, Builds
+from .conftest import CA, Builds, record
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
@@ -46,6 +46,9 @@ def test_image_predicts_as_non_root_with_read_only_root(
     built = builds.get(engine_name, name)
     result = smoke_test(catalog.get(name), builds.engine(engine_name), reference=built.image_id)
     print(result.summary())
+    record(
+        engine_name, name, first_prediction_seconds=round(result.seconds_to_first_prediction, 2), tested=True
+    )
     assert result.uid == 1000
     assert result.seconds_to_first_prediction < 30
 

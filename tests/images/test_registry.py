@@ -23,7 +23,7 @@ import pytest
 from prebake.images.engine import Engine
 from prebake.images.oci import Registry
 
-from .conftest import Builds, prebake_cli
+from .conftest import Builds, prebake_cli, record
 from .daemons import TLSRegistry, free_port
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
@@ -135,6 +135,7 @@ def test_podman_push_pulls_back_with_docker_and_serves(
     result = prebake_cli("test", pinned, "--engine", docker_logged_in.path, "--no-code")
     assert result.returncode == 0, result.stderr[-3000:]
     assert docker_logged_in.image_exists(pinned) and "ok sklearn" in result.stdout
+    record("podman", SKLEARN, pushed=True, signed=True, pulled_and_tested_by="docker")
 
 
 def test_docker_push_pulls_back_with_podman_and_runs(
@@ -155,6 +156,7 @@ def test_docker_push_pulls_back_with_podman_and_runs(
     try:
         answer = _post(f"http://127.0.0.1:{port}/score", {"data": [1, 2, 3]})
         assert answer["sum"] == 6
+        record("docker", MINIMAL, pushed=True, signed=False, pulled_and_tested_by="podman")
     finally:
         podman.run("rm", "--force", container, check=False)
 
