@@ -13,52 +13,44 @@ One leaf every protocol shares (V2 REST and gRPC, KServe V1, SageMaker, Vertex),
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
+from prebake import datatypes, v2ext
 from prebake.errors import BadJSON, InvalidInput, ScoringError
-from prebake.types import InferenceRequest, InferenceResponse
+from prebake.types import InferenceRequest, InferenceResponse, SharedMemory
 
-# Little-endian on the wire (binary extension and gRPC raw contents), whatever this machine is.
-_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
-    # bfloat16 has no numpy dtype: two bytes on the wire, float32 once decoded (float32's upper half,
-    # so exact). Frameworks cast to their own bfloat16 where the model takes it.
-    "BF16": np.dtype("<u2"),
-}
-DATATYPES: tuple[str, ...] = tuple(_DTYPES)
-# JSON numbers parse into native byte order; built once, as newbyteorder() costs on the hot path.
-_NATIVE: dict[str, np.dtype[Any]] = {name: dt.newbyteorder("=") for name, dt in _DTYPES.items()}
-_BY_KIND_SIZE: dict[tuple[str, int], str] = {
-    (dt.kind, dt.itemsize): name for name, dt in _DTYPES.items() if name not in ("BYTES", "BF16")
-}
-_FLOAT32 = np.dtype("float32")
+_DTYPES: dict[str, np.dtype[Any]] = {name: row.wire for name, row in datatypes.DATATYPES.items()}
+DATATYPES: tuple[str, ...] = datatypes.NAMES
+# JSON numbers parse into the decoded dtype; built once, as dtype lookups cost on the hot path.
+_NATIVE: dict[str, np.dtype[Any]] = {name: row.decoded for name, row in datatypes.DATATYPES.items()}
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
 _EMPTY = memoryview(b"")
+
+#: Bodies at least this big are decoded and encoded on a thread, so the event loop (health, other
+#: requests) goes on meanwhile: a 30 MiB body of small BYTES elements takes seconds in Python.
+OFF_LOOP_BYTES = 1024 * 1024
+T = TypeVar("T")
 
 # Parameters of the binary tensor data extension: wire bookkeeping, never passed to a model.
 BINARY_SIZE = "binary_data_size"
 BINARY_OUT = "binary_data"
 BINARY_ALL_OUT = "binary_data_output"
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a thread where ``size`` (the bytes it works through) is OFF_LOOP_BYTES or more."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def bad(message: str) -> InvalidInput:
@@ -101,8 +93,6 @@ def numpy_dtype(datatype: Any, tensor: str = "") -> np.dtype[Any]:
 def native_dtype(datatype: Any) -> np.dtype[Any] | None:
     """The native-order numpy dtype that JSON numbers of a numeric V2 datatype parse into (BF16: float32);
     None for BYTES and unknown names."""
-    if datatype == "BF16":
-        return _FLOAT32
     if datatype == "BYTES":
         return None
     return _NATIVE.get(datatype)
@@ -110,13 +100,10 @@ def native_dtype(datatype: Any) -> np.dtype[Any] | None:
 
 def datatype_of(array: np.ndarray) -> str:
     """The V2 datatype name of an array: object, str and bytes arrays are BYTES."""
-    kind = array.dtype.kind
-    if kind in "OUS":
-        return "BYTES"
-    try:
-        return _BY_KIND_SIZE[(kind, array.dtype.itemsize)]
-    except KeyError:
-        raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds") from None
+    name = datatypes.of_dtype(array.dtype)
+    if name is None:
+        raise ScoringError(f"the model returned a {array.dtype} array, which no V2 datatype holds")
+    return name
 
 
 def check_shape(tensor: str, shape: Any) -> list[int]:
@@ -154,7 +141,7 @@ def decode_json_tensor(tensor: str, datatype: Any, shape: Any, data: Any) -> np.
         array = _bool_array(tensor, data)
     else:
         try:
-            array = np.asarray(data, dtype=_FLOAT32 if datatype == "BF16" else _NATIVE[datatype])
+            array = np.asarray(data, dtype=_NATIVE[datatype])
         except (ValueError, TypeError, OverflowError) as exc:
             raise bad(f"tensor '{tensor}': data does not fit datatype {datatype}: {exc}") from None
     return _reshape(tensor, array, shape)
@@ -310,6 +297,23 @@ def serialize_bytes(array: np.ndarray) -> bytes:
 # ---- V2 inference request and response bodies ------------------------------------------------------
 
 
+def write_shm_output(
+    name: str, array: np.ndarray, where: v2ext.ShmReference, shared_memory: SharedMemory | None
+) -> dict[str, Any]:
+    """Write an output's bytes to its shared memory region; its response entry, without data (REST and
+    gRPC describe it the same way)."""
+    if shared_memory is None:
+        raise bad(f"output '{name}' names shared memory region '{where.region}', but this server has none")
+    raw = encode_binary_tensor(array)
+    shared_memory.write(where.region, where.offset, where.byte_size, raw, name)
+    return {
+        "name": name,
+        "datatype": datatype_of(array),
+        "shape": list(array.shape),
+        "parameters": {v2ext.SHM_REGION: where.region, v2ext.SHM_SIZE: len(raw)},
+    }
+
+
 @dataclass(slots=True)
 class V2Request:
     """A decoded V2 infer body: the internal request, plus which outputs go back as binary data."""
@@ -317,10 +321,14 @@ class V2Request:
     request: InferenceRequest
     binary_outputs: dict[str, bool]
     binary_default: bool
+    shm_outputs: dict[str, v2ext.ShmReference] = field(default_factory=dict)
 
 
-def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Request:
-    """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given)."""
+def decode_v2_request(
+    body: bytes, header_length: int | None = None, shared_memory: SharedMemory | None = None
+) -> V2Request:
+    """A V2 REST infer body (JSON, then any binary tensors when ``header_length`` is given); inputs in
+    ``shared_memory`` regions are read from there (Triton's shared memory extension)."""
     header: bytes | memoryview
     if header_length is None:
         header, tail = body, _EMPTY
@@ -353,16 +361,17 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
             raise bad(f"input '{name}' is given twice")
         params = _parameters(item.get("parameters"), f"input '{name}'")
         size = params.pop(BINARY_SIZE, None)
-        if size is not None:
+        shm = v2ext.shm_reference(name, params)
+        if shm is not None or ("data" in item) + (size is not None) != 1:
+            array = _shm_input(name, item, shm, size, shared_memory)
+        elif size is not None:
             if type(size) is not int or size < 0 or offset + size > len(tail):
                 raise bad(f"input '{name}': binary_data_size {size!r} does not fit the binary data sent")
             chunk = tail[offset : offset + size]
             offset += size
             array = decode_binary_tensor(name, item.get("datatype"), item.get("shape"), chunk)
-        elif "data" in item:
-            array = decode_json_tensor(name, item.get("datatype"), item.get("shape"), item["data"])
         else:
-            raise bad(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+            array = decode_json_tensor(name, item.get("datatype"), item.get("shape"), item["data"])
         if array.dtype == object and params.get("content_type") == "str":
             array = _as_str(name, array)
         inputs[name] = array
@@ -371,10 +380,12 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
     if offset != len(tail):
         raise bad(f"{len(tail) - offset} bytes of binary data follow the inputs that no input claims")
 
-    outputs, binary_outputs = _requested_outputs(doc.get("outputs"))
+    outputs, binary_outputs, extensions = _requested_outputs(doc.get("outputs"))
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
+    for name, where in extensions.shm.items():
+        _shm_check(name, where, shared_memory)
     return V2Request(
         request=InferenceRequest(
             inputs=inputs,
@@ -382,10 +393,56 @@ def decode_v2_request(body: bytes, header_length: int | None = None) -> V2Reques
             outputs=outputs,
             id=request_id,
             input_parameters=input_parameters,
+            classification=extensions.classes,
         ),
         binary_outputs=binary_outputs,
         binary_default=binary_default,
+        shm_outputs=extensions.shm,
     )
+
+
+def _shm_input(
+    name: str,
+    item: dict[str, Any],
+    shm: v2ext.ShmReference | None,
+    size: Any,
+    shared_memory: SharedMemory | None,
+) -> np.ndarray:
+    """An input read from a shared memory region, or Triton's error for an input that names not exactly
+    one of data, binary data and a region."""
+    given = [
+        label
+        for label, present in (
+            ("data", "data" in item),
+            ("binary_data_size", size is not None),
+            ("shared_memory_region", shm is not None),
+        )
+        if present
+    ]
+    if shm is None or len(given) != 1:
+        said = " set " + " ".join(f"'{g}'" for g in given) if given else " no field is set"
+        raise bad(
+            f"input '{name}': Input must set only one of the following fields: 'data', 'binary_data_size' "
+            f"in 'parameters', 'shared_memory_region' in 'parameters'. But{said}"
+        )
+    if shared_memory is None:
+        raise bad(f"input '{name}' names shared memory region '{shm.region}', but this server has none")
+    chunk = shared_memory.read(shm.region, shm.offset, shm.byte_size)
+    return decode_binary_tensor(name, item.get("datatype"), item.get("shape"), chunk)
+
+
+def _shm_check(name: str, where: v2ext.ShmReference, shared_memory: SharedMemory | None) -> None:
+    if shared_memory is None:
+        raise bad(f"output '{name}' names shared memory region '{where.region}', but this server has none")
+    shared_memory.check(where.region, where.offset, where.byte_size)
+
+
+@dataclass(slots=True)
+class _OutputExtensions:
+    """What requested outputs ask beyond binary data: classes (name -> k), shared memory (name -> where)."""
+
+    classes: dict[str, int]
+    shm: dict[str, v2ext.ShmReference]
 
 
 def _as_str(tensor: str, array: np.ndarray) -> np.ndarray:
@@ -405,9 +462,10 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
+def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool], _OutputExtensions]:
+    extensions = _OutputExtensions({}, {})
     if value is None:
-        return None, {}
+        return None, {}, extensions
     if not isinstance(value, list):
         raise bad("'outputs' must be a list")
     names: list[str] = []
@@ -417,43 +475,45 @@ def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool]]:
         if not isinstance(name, str) or not name:
             raise bad(f"requested output {index} needs a 'name' string")
         params = _parameters(item.get("parameters"), f"output '{name}'")
-        if params.get("classification"):
-            raise bad(f"output '{name}': the classification extension is not supported")
+        classes = v2ext.classification_count(name, params)
+        shm = v2ext.shm_reference(name, params)
+        if shm is not None:
+            # Triton's rules (src/http_server.cc ValidateOutputParameter): the classes are not written
+            # to shared memory, and bytes in a region are not also sent.
+            if classes:
+                raise bad(
+                    f"output '{name}': Output can't set both 'shared_memory_region' and 'classification'"
+                )
+            if params.get(BINARY_OUT):
+                raise bad(f"output '{name}': Output can't set both 'shared_memory_region' and 'binary_data'")
+            extensions.shm[name] = shm
+        if classes:
+            extensions.classes[name] = classes
         if BINARY_OUT in params:
             binary[name] = bool(params[BINARY_OUT])
         names.append(name)
-    return names, binary
-
-
-def select_outputs(response: InferenceResponse, requested: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """The outputs a client asked for, in its order (all of them, in the model's order, if it asked none)."""
-    outputs = response.outputs
-    if requested is None:
-        return {name: np.asarray(array) for name, array in outputs.items()}
-    selected: dict[str, np.ndarray] = {}
-    for name in requested:
-        if name not in outputs:
-            known = ", ".join(outputs) or "none"
-            raise bad(f"unknown output '{name}'; the model returned: {known}")
-        selected[name] = np.asarray(outputs[name])
-    return selected
+    return names, binary, extensions
 
 
 def encode_v2_response(
     response: InferenceResponse,
     *,
-    requested: Sequence[str] | None = None,
     binary_outputs: Mapping[str, bool] | None = None,
     binary_default: bool = False,
-    request_id: str | None = None,
+    shm_outputs: Mapping[str, v2ext.ShmReference] | None = None,
+    shared_memory: SharedMemory | None = None,
 ) -> tuple[bytes, int | None]:
     """A V2 REST infer response body and, when binary tensors follow the JSON, the JSON's length
-    (the value of Inference-Header-Content-Length)."""
+    (the value of Inference-Header-Content-Length). Outputs in ``shm_outputs`` are written to their
+    shared memory regions instead, and described without data."""
     binary_outputs = binary_outputs or {}
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for name, array in select_outputs(response, requested).items():
-        if binary_outputs.get(name, binary_default):
+    for name, array in response.outputs.items():
+        array = np.asarray(array)
+        if shm_outputs and name in shm_outputs:
+            tensors.append(write_shm_output(name, array, shm_outputs[name], shared_memory))
+        elif binary_outputs.get(name, binary_default):
             raw = encode_binary_tensor(array)
             tensors.append(
                 {
@@ -469,9 +529,8 @@ def encode_v2_response(
     doc: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version:
         doc["model_version"] = response.model_version
-    rid = response.id if response.id is not None else request_id
-    if rid is not None:
-        doc["id"] = rid
+    if response.id is not None:
+        doc["id"] = response.id
     if response.parameters:
         doc["parameters"] = response.parameters
     doc["outputs"] = tensors

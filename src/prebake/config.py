@@ -4,28 +4,36 @@ Environment names from the peers are honoured so existing deployment configs wor
 azmlinfsrv (AZUREML_ENTRY_SCRIPT, AZUREML_MODEL_DIR, AML_APP_ROOT, WORKER_COUNT, SCORING_TIMEOUT_MS,
 AML_CORS_ORIGINS, AZUREML_SOURCE_DIRECTORY), SageMaker (SAGEMAKER_BIND_TO_PORT) and Vertex AI
 (AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE, AIP_STORAGE_URI).
+
+``load_config`` takes each flag as a keyword argument named as the ``ServeConfig`` field it sets (None:
+not given), so the command forwards its flags unchanged and a test calls it as the command does. A
+leaf above errors.py: it imports nothing from the server.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from prebake.errors import ConfigError
 
 DEFAULT_PORT = 5001
-DEFAULT_APP_ROOT = "/var/azureml-app"  # azmlinfsrv's default, so relative entry scripts resolve the same way
+#: Where relative entry scripts and swagger files are found when AML_APP_ROOT is not set: the current
+#: directory, as azmlinfsrv does (the images set AML_APP_ROOT=/var/azureml-app themselves).
+DEFAULT_APP_ROOT = "."
 DEFAULT_TIMEOUT_MS = 3_600_000  # azmlinfsrv's default scoring timeout: one hour
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 
 LogFormat = Literal["text", "json"]
 Device = Literal["auto", "cpu", "cuda"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServeConfig:
     models: tuple[Path, ...] = ()
     model_name: str | None = (
@@ -54,36 +62,230 @@ class ServeConfig:
     predict_route: str | None = None
     api_keys: tuple[bytes, ...] = field(default=(), repr=False)  # never printed
     max_header_bytes: int = 64 * 1024
-    limit_concurrency: int | None = None
+    limit_concurrency: int | None = None  # requests in progress per worker; past it, 503 at once
     header_timeout_s: float = 60.0  # a request head not complete by then: the connection is closed
-    max_worker_memory: int | None = None
-    allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
-    extra: dict[str, Any] = field(default_factory=dict)
+    body_timeout_s: float = 60.0  # a request body not complete by then: 408 and the connection closed
+    init_timeout_s: float | None = None  # models (or init()) not loaded by then: the start fails (exit 3)
+    heartbeat_timeout_s: float = 30.0  # a worker silent this long (stopped, GIL held) is replaced
+    max_worker_memory: int | None = None  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
+    allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them
+    # Triton's --allow-client-shm: clients may register shared memory regions that the server reads inputs
+    # from and writes outputs to. Off by default, as in Triton: a region is memory of this machine.
+    allow_client_shm: bool = False
 
     @property
     def timeout_s(self) -> float | None:
         return self.timeout_ms / 1000 if self.timeout_ms > 0 else None
 
 
-def _int(value: str, name: str, *, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
-    return number
+def load_config(
+    *,
+    models: Sequence[str | Path] = (),
+    model_name: str | None = None,
+    model_repository: str | Path | None = None,
+    entry_script: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    app_root: str | Path | None = None,
+    source_dir: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    grpc_port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    timeout_ms: int | None = None,
+    max_body_bytes: int | None = None,
+    cors_origins: Sequence[str] | str | None = None,
+    debug: bool | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+    access_log: bool | None = None,
+    device: str | None = None,
+    graceful_timeout_s: float | None = None,
+    api_key_file: str | Path | None = None,
+    limit_concurrency: int | None = None,
+    header_timeout_s: float | None = None,
+    body_timeout_s: float | None = None,
+    init_timeout_s: float | None = None,
+    heartbeat_timeout_s: float | None = None,
+    max_worker_memory: str | int | None = None,
+    allow_pickle: bool | None = None,
+    allow_client_shm: bool | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServeConfig:
+    """The frozen config from flags (None where not given), then ``env`` (default ``os.environ``).
+
+    >>> load_config(models=["m.onnx"], port=8080, env={}).port
+    8080
+    """
+    env = os.environ if env is None else env
+    read = _Reader(env)
+    root = Path(read.text(app_root, "AML_APP_ROOT") or DEFAULT_APP_ROOT)
+    script = _entry_script(read.text(entry_script, "AZUREML_ENTRY_SCRIPT"), root)
+
+    model_dir_value = read.text(model_dir, "AZUREML_MODEL_DIR")
+    model_path = Path(model_dir_value) if model_dir_value else None
+    if model_path is not None and not model_path.exists():
+        raise ConfigError(
+            f"model directory {str(model_path)!r} does not exist (from --model-dir/AZUREML_MODEL_DIR)"
+        )
+
+    paths = tuple(Path(p) for p in models)
+    storage = env.get("AIP_STORAGE_URI", "")
+    if not paths and script is None and storage and "://" not in storage:
+        paths = (Path(storage),)  # Vertex AI copies artifacts locally when the URI is a path
+    repository_value = read.text(model_repository, "PREBAKE_MODEL_REPOSITORY")
+    repository = Path(repository_value) if repository_value else None
+    if repository is not None and not repository.is_dir():
+        raise ConfigError(f"model repository {str(repository)!r} is not a directory")
+    if script is None and not paths and repository is None:
+        if model_path is None:
+            raise ConfigError(
+                "nothing to serve: give a model path (prebake serve model.joblib), "
+                "--model-repository DIR, or --entry-script score.py"
+            )
+        paths = (model_path,)  # a model dir alone is served with no code
+
+    http_port = read.integer(port, "port", "AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT", "PREBAKE_PORT")
+    grpc = read.integer(grpc_port, "gRPC port", "PREBAKE_GRPC_PORT")
+    for value in (http_port, grpc):
+        if value is not None and not 0 <= value <= 65535:
+            raise ConfigError(f"ports must be between 0 and 65535, got {value}")
+
+    cors = read.text(cors_origins if isinstance(cors_origins, str) else None, "AML_CORS_ORIGINS") or ""
+    origins = (
+        tuple(cors_origins)
+        if cors_origins is not None and not isinstance(cors_origins, str)
+        else tuple(o.strip() for o in cors.split(",") if o.strip())
+    )
+    source = read.text(source_dir, "AZUREML_SOURCE_DIRECTORY")
+    keys = read_keys(env.get("PREBAKE_API_KEY"), read.text(api_key_file, "PREBAKE_API_KEY_FILE"))
+    memory = read.text(max_worker_memory, "PREBAKE_MAX_WORKER_MEMORY")
+
+    return ServeConfig(
+        models=paths,
+        model_name=read.text(model_name, "PREBAKE_MODEL_NAME"),
+        model_repository=repository,
+        entry_script=script,
+        model_dir=model_path,
+        app_root=root,
+        source_dir=(root / source) if source else None,
+        host=read.text(host, "PREBAKE_HOST") or "0.0.0.0",
+        port=DEFAULT_PORT if http_port is None else http_port,
+        grpc_port=grpc,
+        workers=read.integer(workers, "workers", "WORKER_COUNT", minimum=1) or 1,
+        threads=read.integer(threads, "threads", "PREBAKE_THREADS", minimum=1) or 1,
+        timeout_ms=int(
+            _default(
+                read.integer(timeout_ms, "scoring timeout (ms)", "SCORING_TIMEOUT_MS"), DEFAULT_TIMEOUT_MS
+            )
+        ),
+        max_body_bytes=read.integer(max_body_bytes, "max body bytes", "PREBAKE_MAX_BODY_BYTES", minimum=1)
+        or DEFAULT_MAX_BODY,
+        cors_origins=origins,
+        debug=read.flag(debug, "PREBAKE_DEBUG"),
+        log_format=read.choice(log_format, "log format", LOG_FORMATS, "PREBAKE_LOG_FORMAT") or "text",  # type: ignore[arg-type]
+        log_level=(read.text(log_level, "AZUREML_LOG_LEVEL") or "info").lower(),
+        access_log=access_log is not False,
+        device=read.choice(device, "device", DEVICES, "PREBAKE_DEVICE") or "auto",  # type: ignore[arg-type]
+        graceful_timeout_s=_default(
+            read.seconds(graceful_timeout_s, "graceful timeout", "PREBAKE_GRACEFUL_TIMEOUT"), 30.0
+        ),
+        health_route=env.get("AIP_HEALTH_ROUTE") or "/health",
+        predict_route=env.get("AIP_PREDICT_ROUTE") or None,
+        api_keys=keys,
+        limit_concurrency=read.integer(
+            limit_concurrency, "concurrency limit", "PREBAKE_LIMIT_CONCURRENCY", minimum=1
+        ),
+        header_timeout_s=_default(
+            read.seconds(header_timeout_s, "header timeout", "PREBAKE_HEADER_TIMEOUT_S"), 60.0
+        ),
+        body_timeout_s=_default(read.seconds(body_timeout_s, "body timeout", "PREBAKE_BODY_TIMEOUT_S"), 60.0),
+        init_timeout_s=read.seconds(init_timeout_s, "init timeout", "PREBAKE_INIT_TIMEOUT_S"),
+        heartbeat_timeout_s=_default(
+            read.seconds(heartbeat_timeout_s, "heartbeat timeout", "PREBAKE_HEARTBEAT_TIMEOUT_S"), 30.0
+        ),
+        max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
+        allow_pickle=read.flag(allow_pickle, "PREBAKE_ALLOW_PICKLE"),
+        allow_client_shm=read.flag(allow_client_shm, "PREBAKE_ALLOW_CLIENT_SHM"),
+    )
 
 
-def _first(flags: Mapping[str, Any], env: Mapping[str, str], flag: str, *env_names: str) -> Any:
-    """The flag if given, else the first environment variable that is set (non-empty), else None."""
-    value = flags.get(flag)
-    if value not in (None, (), ""):
+def _entry_script(entry: str | None, root: Path) -> Path | None:
+    if not entry:
+        return None
+    # Like azmlinfsrv: a relative entry script is found under AML_APP_ROOT; we also accept it relative
+    # to the working directory, which is what people type on a laptop.
+    candidate = Path(entry)
+    if not candidate.is_absolute():
+        under_root = root / candidate
+        candidate = under_root if under_root.exists() or not candidate.exists() else candidate.resolve()
+    if not candidate.is_file():
+        raise ConfigError(
+            f"entry script {entry!r} not found (looked at {candidate}); "
+            "pass --entry-script with a path to your score.py, or set AML_APP_ROOT"
+        )
+    return candidate
+
+
+class _Reader:
+    """Each setting from its flag if given, else the first environment variable set (non-empty)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, flag: object, names: Sequence[str]) -> object:
+        if flag is not None and flag != "":
+            return flag
+        for name in names:
+            if self.env.get(name):
+                return self.env[name]
+        return None
+
+    def text(self, flag: str | Path | int | None, *names: str) -> str | None:
+        value = self.raw(flag, names)
+        return None if value is None else str(value)
+
+    def integer(self, flag: int | None, what: str, *names: str, minimum: int = 0) -> int | None:
+        value = self.raw(flag, names)
+        if value is None:
+            return None
+        try:
+            number = int(str(value))
+        except ValueError:
+            raise ConfigError(f"{what} must be a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(f"{what} must be at least {minimum}, got {number}")
+        return number
+
+    def seconds(self, flag: float | None, what: str, *names: str) -> float | None:
+        value = self.raw(flag, names)
+        if value is None:
+            return None
+        try:
+            number = float(str(value))
+        except ValueError:
+            raise ConfigError(f"{what} must be a number of seconds, got {value!r}") from None
+        if not number > 0:
+            raise ConfigError(f"{what} must be above 0 seconds, got {value!r}")
+        return number
+
+    def flag(self, flag: bool | None, name: str) -> bool:
+        if flag is not None:
+            return flag
+        return self.env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    def choice(self, flag: str | None, what: str, choices: Sequence[str], *names: str) -> str | None:
+        value = self.text(flag, *names)
+        if value is None:
+            return None
+        value = value.lower()
+        if value not in choices:
+            raise ConfigError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
         return value
-    for name in env_names:
-        if env.get(name):
-            return env[name]
-    return None
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -102,150 +304,18 @@ def parse_bytes(value: str, name: str) -> int:
     return int(number * _UNITS[unit])
 
 
-def _flag(flag: bool | None, env_value: str | None) -> bool:
-    if flag is not None:
-        return flag
-    return (env_value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
-def load_config(flags: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServeConfig:
-    """Build the frozen config from CLI flags (None where not given) and the environment.
-
-    >>> load_config({"port": 8080}, env={}).port
-    8080
-    """
-    env = os.environ if env is None else env
-    app_root = Path(_first(flags, env, "app_root", "AML_APP_ROOT") or DEFAULT_APP_ROOT)
-
-    entry = _first(flags, env, "entry_script", "AZUREML_ENTRY_SCRIPT")
-    entry_script = None
-    if entry:
-        # Like azmlinfsrv: a relative entry script is found under AML_APP_ROOT; we also accept it relative
-        # to the working directory, which is what people type on a laptop.
-        candidate = Path(entry)
-        if not candidate.is_absolute():
-            under_root = app_root / candidate
-            candidate = under_root if under_root.exists() or not candidate.exists() else candidate.resolve()
-        if not candidate.is_file():
-            raise ConfigError(
-                f"entry script {entry!r} not found (looked at {candidate}); "
-                "pass --entry-script with a path to your score.py, or set AML_APP_ROOT"
-            )
-        entry_script = candidate
-
-    model_dir_value = _first(flags, env, "model_dir", "AZUREML_MODEL_DIR")
-    model_dir = Path(model_dir_value) if model_dir_value else None
-    if model_dir is not None and not model_dir.exists():
-        raise ConfigError(
-            f"model directory {str(model_dir)!r} does not exist (from --model-dir/AZUREML_MODEL_DIR)"
-        )
-
-    models = tuple(Path(p) for p in (flags.get("models") or ()))
-    storage = env.get("AIP_STORAGE_URI", "")
-    if not models and not entry_script and storage and "://" not in storage:
-        models = (Path(storage),)  # Vertex AI copies artifacts locally when the URI is a path
-    repository_value = _first(flags, env, "model_repository", "PREBAKE_MODEL_REPOSITORY")
-    repository = Path(repository_value) if repository_value else None
-    if repository is not None and not repository.is_dir():
-        raise ConfigError(f"model repository {str(repository)!r} is not a directory")
-    if entry_script is None and not models and repository is None:
-        if model_dir is not None:
-            models = (model_dir,)  # a model dir alone is served with no code
-        else:
-            raise ConfigError(
-                "nothing to serve: give a model path (prebake serve model.joblib), "
-                "--model-repository DIR, or --entry-script score.py"
-            )
-
-    port_value = _first(flags, env, "port", "AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT", "PREBAKE_PORT")
-    port = _int(str(port_value), "port", minimum=0) if port_value is not None else DEFAULT_PORT
-    grpc_value = _first(flags, env, "grpc_port", "PREBAKE_GRPC_PORT")
-    grpc_port = _int(str(grpc_value), "grpc port", minimum=0) if grpc_value is not None else None
-    if port > 65535 or (grpc_port is not None and grpc_port > 65535):
-        raise ConfigError("ports must be between 0 and 65535")
-
-    workers = _int(str(_default(_first(flags, env, "workers", "WORKER_COUNT"), 1)), "workers", minimum=1)
-    threads = _int(str(_default(_first(flags, env, "threads", "PREBAKE_THREADS"), 1)), "threads", minimum=1)
-    timeout_value = _first(flags, env, "timeout_ms", "SCORING_TIMEOUT_MS")
-    timeout_ms = (
-        _int(str(timeout_value), "scoring timeout (ms)") if timeout_value is not None else DEFAULT_TIMEOUT_MS
-    )
-    body_value = _first(flags, env, "max_body_bytes", "PREBAKE_MAX_BODY_BYTES")
-    max_body = (
-        _int(str(body_value), "max body bytes", minimum=1) if body_value is not None else DEFAULT_MAX_BODY
-    )
-
-    cors = _first(flags, env, "cors_origins", "AML_CORS_ORIGINS") or ""
-    if isinstance(cors, str):
-        cors = tuple(origin.strip() for origin in cors.split(",") if origin.strip())
-
-    log_format = str(_first(flags, env, "log_format", "PREBAKE_LOG_FORMAT") or "text").lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError(f"log format must be text or json, got {log_format!r}")
-    device = str(_first(flags, env, "device", "PREBAKE_DEVICE") or "auto").lower()
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
-    debug_value = flags.get("debug")
-    debug = (
-        bool(debug_value)
-        if debug_value is not None
-        else env.get("PREBAKE_DEBUG", "").lower() in ("1", "true")
-    )
-    source = _first(flags, env, "source_dir", "AZUREML_SOURCE_DIRECTORY")
-    grace_value = _first(flags, env, "graceful_timeout", "PREBAKE_GRACEFUL_TIMEOUT")
-
-    from prebake.server.auth import read_keys
-
-    api_keys = read_keys(
-        env.get("PREBAKE_API_KEY"), _first(flags, env, "api_key_file", "PREBAKE_API_KEY_FILE")
-    )
-    concurrency = _first(flags, env, "limit_concurrency", "PREBAKE_LIMIT_CONCURRENCY")
-    memory = _first(flags, env, "max_worker_memory", "PREBAKE_MAX_WORKER_MEMORY")
-    header_timeout = _first(flags, env, "header_timeout", "PREBAKE_HEADER_TIMEOUT_S")
-
-    return ServeConfig(
-        models=models,
-        model_name=_first(flags, env, "model_name", "PREBAKE_MODEL_NAME"),
-        model_repository=repository,
-        entry_script=entry_script,
-        model_dir=model_dir,
-        app_root=app_root,
-        source_dir=(app_root / source) if source else None,
-        host=str(_first(flags, env, "host", "PREBAKE_HOST") or "0.0.0.0"),
-        port=port,
-        grpc_port=grpc_port,
-        workers=workers,
-        threads=threads,
-        timeout_ms=timeout_ms,
-        max_body_bytes=max_body,
-        cors_origins=tuple(cors),
-        debug=debug,
-        log_format=log_format,  # type: ignore[arg-type]
-        log_level=str(_first(flags, env, "log_level", "AZUREML_LOG_LEVEL") or "info").lower(),
-        access_log=flags.get("access_log") is not False,
-        device=device,  # type: ignore[arg-type]
-        graceful_timeout_s=float(grace_value) if grace_value is not None else 30.0,
-        health_route=str(env.get("AIP_HEALTH_ROUTE") or "/health"),
-        predict_route=env.get("AIP_PREDICT_ROUTE") or None,
-        api_keys=api_keys,
-        allow_pickle=_flag(flags.get("allow_pickle"), env.get("PREBAKE_ALLOW_PICKLE")),
-        max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
-        limit_concurrency=_int(str(concurrency), "connection limit", minimum=1)
-        if concurrency is not None
-        else None,
-        header_timeout_s=_seconds(header_timeout, "header timeout") if header_timeout is not None else 60.0,
-    )
-
-
-def _seconds(value: Any, what: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise ConfigError(f"{what} must be above 0 seconds, got {value!r}")
-    return seconds
+def read_keys(inline: str | None, path: str | None) -> tuple[bytes, ...]:
+    """API keys from PREBAKE_API_KEY (comma-separated) and a file (one a line, # comments)."""
+    keys: list[str] = []
+    if inline:
+        keys.extend(inline.split(","))
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read the API key file {path!r}: {error.strerror}") from None
+        keys.extend(line for line in text.splitlines() if not line.startswith("#"))
+    cleaned = tuple(key.strip().encode() for key in keys if key.strip())
+    if (inline or path) and not cleaned:
+        raise ConfigError("API key auth is configured but no key was found; check PREBAKE_API_KEY(_FILE)")
+    return cleaned

@@ -2,11 +2,13 @@
 
     PrebakeError                      status 500 unless a child says otherwise
      ├── ConfigError                  bad flags, environment or settings files (exit code 2)
+     │    └── StorageError            a model URI that cannot be fetched (exit code 2)
      ├── RequestError                 the client sent something we cannot use (400)
      │    ├── BadJSON                 body is not valid JSON where JSON is needed (400)
      │    ├── UnsupportedMediaType    wrong Content-Type (415)
      │    ├── PayloadTooLarge         body over the configured limit (413)
      │    ├── HeaderTooLarge          a header over its limit (431)
+     │    ├── RequestTimeout          the body did not arrive in time (408)
      │    ├── InvalidInput            well-formed, but not what the model takes (400; 422 for an
      │    │                           entry script's schema parameter)
      │    ├── NotFound                no such route or model (404)
@@ -14,17 +16,25 @@
      │    └── Unauthorized            missing or wrong credentials (401)
      ├── ModelNotReady                model known but not loaded (503)
      ├── ServerBusy                   draining, or the queue is full (503, retryable)
+ │    └── OutOfMemory              a request ran out of memory (503, retryable; counted by the server)
      ├── ScoringTimeout               run()/predict() past its deadline (504)
      ├── ScoringError                 user code or the framework raised (500)
      ├── ModelLoadError               a model or entry script failed to load
      └── ImageError                   catalog, build and engine problems (CLI only)
+
+Errors carry what a response needs besides the message as explicit fields: ``headers`` to send with the
+error, and ``traceback``, the user's own traceback, which is logged and never sent (unless --debug).
 
 A leaf module: it imports nothing from prebake and no web framework, so every layer can raise these.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+
+#: Longest client-given text (a model name, say) echoed back in an error message: gRPC's metadata limit
+#: is 8 KB, and an error that repeats a 20 KB name is refused by the client as RESOURCE_EXHAUSTED.
+ECHO_LIMIT = 200
 
 
 class PrebakeError(Exception):
@@ -32,12 +42,20 @@ class PrebakeError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str, *, status: int | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        traceback: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
-        self.details = details
+        self.headers = list(headers)
+        self.traceback = traceback
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status})"
@@ -45,6 +63,10 @@ class PrebakeError(Exception):
 
 class ConfigError(PrebakeError):
     status = 500
+
+
+class StorageError(ConfigError):
+    """A model URI is malformed, missing, refused or unreachable; the message names the URI (never a secret)."""
 
 
 class RequestError(PrebakeError):
@@ -67,9 +89,18 @@ class HeaderTooLarge(RequestError):
     status = 431
 
 
+class RequestTimeout(RequestError):
+    status = 408
+
+
 class InvalidInput(RequestError):
-    # 400, as Triton, KServe and the V2 spec answer a tensor the model cannot take.
+    """400, as Triton, KServe and the V2 spec answer a tensor the model cannot take; ``input`` names it."""
+
     status = 400
+
+    def __init__(self, message: str, *, input: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.input = input
 
 
 class NotFound(RequestError):
@@ -77,7 +108,13 @@ class NotFound(RequestError):
 
 
 class MethodNotAllowed(RequestError):
+    """405; ``allowed`` lists the methods the path takes (for the Allow header and CORS preflights)."""
+
     status = 405
+
+    def __init__(self, message: str, *, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message, headers=[("allow", ", ".join(allowed))] if allowed else ())
+        self.allowed = tuple(allowed)
 
 
 class Unauthorized(RequestError):
@@ -89,6 +126,10 @@ class ModelNotReady(PrebakeError):
 
 
 class ServerBusy(PrebakeError):
+    status = 503
+
+
+class OutOfMemory(ServerBusy):
     status = 503
 
 
@@ -106,3 +147,14 @@ class ModelLoadError(PrebakeError):
 
 class ImageError(PrebakeError):
     status = 500
+
+
+def echo(text: str) -> str:
+    """Client-given text as it may appear in a message: cut to ECHO_LIMIT characters.
+
+    >>> echo("m" * 300)[-20:]
+    'mmmm... (300 chars)'
+    """
+    if len(text) <= ECHO_LIMIT:
+        return text
+    return f"{text[:ECHO_LIMIT]}... ({len(text)} chars)"

@@ -5,9 +5,8 @@ Protocol modules build routes from these; the server core turns them into ASGI. 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs
 
 from prebake.types import RawRequest, RawResult
@@ -73,10 +72,14 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
+    """A whole body, or a ``stream`` of chunks sent as they come (server-sent events, say): the server
+    closes the stream (``aclose()``) when the client goes away, so the work behind it can stop."""
+
     body: bytes = b""
     status: int = 200
     content_type: str | None = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None
 
 
 def raw_response(result: RawResult) -> Response:
@@ -104,6 +107,7 @@ class Route:
     ``label`` names the route in metrics and logs (the template, so ids don't explode label counts).
     ``error_body`` renders errors the way this protocol's clients expect.
     ``public`` routes (health probes) skip authentication.
+    ``model`` names the model a route always serves (``/score``: the entry script), for metrics and logs.
     """
 
     methods: tuple[str, ...]
@@ -112,7 +116,7 @@ class Route:
     error_body: ErrorFormatter = v2_error_body
     public: bool = False
     label: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
 
     def __post_init__(self) -> None:
         if not self.label:

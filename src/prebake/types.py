@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class TensorSpec:
-    """Name, V2 datatype (e.g. "FP32", "BYTES") and shape (-1 for any size) of one input or output."""
+    """Name, V2 datatype (e.g. "FP32", "BYTES") and shape (-1 for any size) of one input or output.
+
+    ``format`` is an image input's layout where known ("NCHW" or "NHWC", Triton's model configuration
+    reports it and image clients read it); "" where it is not an image or nobody said.
+    """
 
     name: str
     datatype: str
     shape: list[int]
+    format: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -35,6 +40,9 @@ class ModelMetadata:
     versions: list[str] = field(default_factory=list)
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
+    #: What tensor specs cannot say, for documents made from metadata (an MLflow model's optional
+    #: columns, params with defaults, input example); MLServer's metadata has the same field.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -43,6 +51,8 @@ class InferenceRequest:
 
     ``outputs`` names the outputs the client asked for (None: all of them).
     ``parameters`` holds request-level parameters; ``input_parameters`` per-input ones (e.g. V2 content_type).
+    ``classification`` names outputs to answer as their top k classes, with k (Triton's classification
+    extension; the server's served model does it).
     """
 
     inputs: dict[str, np.ndarray]
@@ -50,11 +60,16 @@ class InferenceRequest:
     outputs: list[str] | None = None
     id: str | None = None
     input_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classification: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class InferenceResponse:
-    """Named output arrays: what every runtime returns and every protocol encodes."""
+    """Named output arrays: what every runtime returns and every protocol encodes.
+
+    A runtime sets ``outputs`` (and ``parameters`` where its framework gives some); the server's served
+    model sets everything else, once: the selected outputs, name, version and request id.
+    """
 
     outputs: dict[str, np.ndarray]
     model_name: str = ""
@@ -92,6 +107,25 @@ class RawResult:
     run_failed: bool = False
 
 
+class SharedMemory(Protocol):
+    """The server's system shared memory regions (Triton's shared memory extension), as protocols use them.
+
+    Each method raises the errors.py family (400 for a region, offset or size a request gets wrong).
+    """
+
+    def register(self, name: str, key: str, offset: int, byte_size: int) -> None: ...
+
+    def unregister(self, name: str | None) -> None: ...
+
+    def status(self, name: str | None) -> list[dict[str, Any]]: ...
+
+    def check(self, region: str, offset: int, byte_size: int) -> None: ...
+
+    def read(self, region: str, offset: int, byte_size: int) -> bytes: ...
+
+    def write(self, region: str, offset: int, byte_size: int, data: bytes, tensor: str) -> None: ...
+
+
 class Backend(Protocol):
     """What the server offers the protocols: models, readiness and inference, nothing of HTTP.
 
@@ -112,14 +146,18 @@ class Backend(Protocol):
 
     def metadata(self, name: str, version: str | None = None) -> ModelMetadata: ...
 
+    def max_batch_size(self, name: str, version: str | None = None) -> int: ...
+
     def repository_index(self) -> list[dict[str, Any]]: ...
 
     def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def load(self, name: str) -> None: ...
+    async def load(self, name: str, config: dict[str, Any] | None = None) -> None: ...
 
     async def unload(self, name: str) -> None: ...
 
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse: ...
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult: ...
+
+    def shared_memory(self) -> SharedMemory: ...

@@ -22,9 +22,9 @@ def _document(flags: dict[str, Any]) -> dict[str, Any]:
     from prebake.config import load_config
     from prebake.server import openapi
     from prebake.server.metrics import Metrics
-    from prebake.server.worker import build_backend
+    from prebake.server.worker import build_repository
 
-    backend, routes = build_backend(load_config(flags, env={}), Metrics(None))
+    backend, routes = build_repository(load_config(**flags, env={}), Metrics(None))
     return openapi.document(routes, models=backend.model_names(), auth=True)
 
 

@@ -35,9 +35,9 @@ def build_document(args: dict[str, Any]) -> dict[str, Any]:
     from prebake.config import load_config
     from prebake.server import openapi
     from prebake.server.metrics import Metrics
-    from prebake.server.worker import build_backend
+    from prebake.server.worker import build_repository
 
-    backend, routes = build_backend(load_config(args, env={}), Metrics(None))
+    backend, routes = build_repository(load_config(**args, env={}), Metrics(None))
     names = backend.model_names()
     return openapi.document([*routes, openapi.route(routes, models=names)], models=names)
 

@@ -11,6 +11,7 @@ import gzip
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -473,16 +474,27 @@ def test_header_timeout_must_be_positive() -> None:
 
 
 def test_limit_concurrency_refuses_excess_with_503_and_recovers() -> None:
-    """With --limit-concurrency, connections past the limit get 503 at once, and service resumes when they close."""
-    with ServerProcess(["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20"]) as server:
-        held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(25)]
-        try:
-            time.sleep(0.3)
-            with httpx.Client(timeout=10) as client:
-                refused = client.post(server.url + "/score", content=b"{}")
-        finally:
-            for sock in held:
-                sock.close()
-        assert refused.status_code == 503
+    """With --limit-concurrency, requests past the limit of those in progress get a JSON 503 at once,
+    and service resumes when the running ones finish."""
+    args = ["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20", "--threads", "20"]
+    with ServerProcess(args) as server:
+        answers: list[httpx.Response] = []
+        lock = threading.Lock()
+        together = threading.Barrier(25)
+
+        def slow() -> None:
+            together.wait()
+            answer = httpx.post(server.url + "/score", json={"sleep": 3}, timeout=60)
+            with lock:
+                answers.append(answer)
+
+        clients = [threading.Thread(target=slow) for _ in range(25)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        refused = [a for a in answers if a.status_code == 503]
+        assert len(refused) >= 5 and {a.status_code for a in answers} <= {200, 503}
+        assert "limit of 20" in refused[0].json()["message"]
         with httpx.Client(timeout=10) as client:
-            assert wait_for(lambda: client.post(server.url + "/score", content=b"{}").status_code == 200, 10)
+            assert client.post(server.url + "/score", content=b"{}").status_code == 200

@@ -15,11 +15,9 @@ from .helpers import SCRIPTS
 def _routes() -> tuple[list[Route], list[str]]:
     from prebake.config import load_config
     from prebake.server.metrics import Metrics
-    from prebake.server.worker import build_backend
+    from prebake.server.worker import build_repository
 
-    backend, routes = build_backend(
-        load_config({"entry_script": str(SCRIPTS / "work.py")}, env={}), Metrics(None)
-    )
+    backend, routes = build_repository(load_config(entry_script=SCRIPTS / "work.py", env={}), Metrics(None))
     return routes, backend.model_names()
 
 

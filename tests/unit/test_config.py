@@ -19,7 +19,7 @@ def script(tmp_path: Path) -> Path:
 
 def test_defaults_match_azmlinfsrv(script: Path) -> None:
     """Port 5001, one worker, one hour scoring timeout, 100 MB bodies, like the reference server."""
-    config = load_config({"entry_script": str(script)}, env={})
+    config = load_config(entry_script=script, env={})
     assert (config.port, config.workers, config.timeout_ms) == (DEFAULT_PORT, 1, 3_600_000)
     assert config.max_body_bytes == 100 * 1024 * 1024
 
@@ -35,7 +35,7 @@ def test_azure_environment_variables_are_honoured(script: Path, tmp_path: Path) 
         "AML_CORS_ORIGINS": "https://a.example, https://b.example",
         "AZUREML_SOURCE_DIRECTORY": "src",
     }
-    config = load_config({}, env=env)
+    config = load_config(env=env)
     assert config.entry_script == script
     assert (config.workers, config.timeout_ms) == (3, 2500)
     assert config.cors_origins == ("https://a.example", "https://b.example")
@@ -45,14 +45,14 @@ def test_azure_environment_variables_are_honoured(script: Path, tmp_path: Path) 
 
 def test_flags_win_over_environment(script: Path) -> None:
     """A flag given on the command line overrides the environment variable of the same setting."""
-    config = load_config({"entry_script": str(script), "workers": 2, "port": 7000}, env={"WORKER_COUNT": "5"})
+    config = load_config(entry_script=script, workers=2, port=7000, env={"WORKER_COUNT": "5"})
     assert (config.workers, config.port) == (2, 7000)
 
 
 def test_cloud_port_variables(script: Path) -> None:
     """AIP_HTTP_PORT (Vertex AI) and SAGEMAKER_BIND_TO_PORT set the port when no flag does."""
-    assert load_config({"entry_script": str(script)}, env={"AIP_HTTP_PORT": "8081"}).port == 8081
-    assert load_config({"entry_script": str(script)}, env={"SAGEMAKER_BIND_TO_PORT": "8082"}).port == 8082
+    assert load_config(entry_script=script, env={"AIP_HTTP_PORT": "8081"}).port == 8081
+    assert load_config(entry_script=script, env={"SAGEMAKER_BIND_TO_PORT": "8082"}).port == 8082
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_cloud_port_variables(script: Path) -> None:
         ),
         ({"models": ["m.joblib"], "workers": 0}, {}, "workers must be at least 1"),
         ({"models": ["m.joblib"]}, {"WORKER_COUNT": "many"}, "workers must be a whole number"),
-        ({"models": ["m.joblib"], "log_format": "xml"}, {}, "log format must be text or json"),
+        ({"models": ["m.joblib"], "log_format": "xml"}, {}, "log format must be one of text, json"),
         ({"models": ["m.joblib"], "port": 70000}, {}, "ports must be between"),
         ({"model_dir": "/nonexistent/model"}, {}, "does not exist"),
     ],
@@ -74,4 +74,4 @@ def test_cloud_port_variables(script: Path) -> None:
 def test_bad_settings_explain_themselves(flags: dict, env: dict, message: str) -> None:
     """Each bad setting raises ConfigError with a message that says what to fix."""
     with pytest.raises(ConfigError, match=message):
-        load_config(flags, env=env)
+        load_config(**flags, env=env)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.images import catalog_image_names, handle_errors
 from prebake.cli.options import ENGINE, NO_SIGN, REGISTRY, SIGN_KEY
 

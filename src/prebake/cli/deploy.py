@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.options import REGISTRY
 
 CONFIGMAP_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
@@ -68,6 +68,34 @@ def resolve_image(image: str, registry: str | None = None) -> tuple[str, bool]:
     return str(found.reference), bool(found.gpu)
 
 
+def recommended_image(model: str | None, entry_script: Path | None, *, gpu: bool) -> str:
+    """The catalog image `prebake recommend` picks, said on stderr with its reasons: from the entry script
+    (what runs decides), else the model file where it is on this machine, else the model's suffix."""
+    from prebake.extend.recommend import recommend, recommend_for_name
+    from prebake.images.catalog import load_catalog
+
+    device = "gpu" if gpu else "cpu"
+    local = entry_script or (Path(model) if model and Path(model).exists() else None)
+    if local is None and model is None:
+        _fail("nothing to serve: give --model PATH (no-code serving) or --entry-script score.py", exits.USAGE)
+    try:
+        if local is not None:
+            picked = recommend(local, load_catalog(), device=device)
+            how = f"what `prebake recommend {local}` picks"
+        else:
+            assert model is not None
+            picked = recommend_for_name(model, load_catalog(), device=device)
+            how = f"from the name {model}: the file is not on this machine to read"
+    except (OSError, ValueError) as error:
+        _fail(f"{error}: name the image with --image (see `prebake images list`)", exits.USAGE)
+    click.echo(f"prebake deploy: image {picked.image.name} ({how})", err=True)
+    for reason in picked.reasons:
+        click.echo(f"  why:     {reason}", err=True)
+    for warning in picked.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+    return str(picked.image.name)
+
+
 def _emit(output: str, files: dict[str, str], force: bool) -> None:
     from prebake.deploy.render import write_files
     from prebake.errors import ConfigError
@@ -91,7 +119,10 @@ def deploy() -> None:
 @deploy.command("k8s", context_settings={"show_default": True})
 @click.argument("name")
 @click.option(
-    "--image", required=True, help="Catalog image name, or an image reference (e.g. from `prebake extend`)."
+    "--image",
+    default=None,
+    help="Catalog image name, or an image reference (e.g. from `prebake extend`). "
+    "[default: the image `prebake recommend` picks for the model or entry script]",
 )
 @click.option(
     "--model",
@@ -156,7 +187,7 @@ def deploy() -> None:
 @REGISTRY
 def k8s(
     name: str,
-    image: str,
+    image: str | None,
     entry_script: Path | None,
     output: str,
     force: bool,
@@ -182,6 +213,8 @@ def k8s(
                 f"{entry_script} is over {CONFIGMAP_LIMIT // 1024} KiB, too large for a ConfigMap: bake it in with `prebake extend`",
                 exits.USAGE,
             )
+    if image is None:
+        image = recommended_image(options.get("model"), entry_script, gpu=bool(options["gpus"]))
     reference, gpu_image = resolve_image(image, registry)
     if options["gpus"] is None:
         options["gpus"] = 1 if gpu_image else 0

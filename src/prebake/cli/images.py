@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.options import ENGINE, REGISTRY
 
 

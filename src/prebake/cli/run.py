@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.images import catalog_image_names, handle_errors
 from prebake.cli.options import ENGINE, PULL, REGISTRY
 
@@ -115,11 +115,24 @@ def run(
             from prebake.errors import NotFound
 
             raise NotFound(f"image {target} is not built here: run `prebake build {image.name}`")
-        spec = RunSpec(
-            target, port, model=model, entry_script=entry_script, environment=environment, detach=detach
-        )
-        click.echo(f"prebake: serving {image.name} ({target}) on http://127.0.0.1:{port}", err=True)
-        completed = subprocess.run([found.path, *run_arguments(spec)], env=engine_environment(), check=False)
+        from prebake.extend.staging import Stager
+
+        # uid 1000 in the container must be able to read what is mounted; a detached container outlives
+        # this command, so its copies are kept (the note says where).
+        with Stager(keep=detach) as stage:
+            if model is not None:
+                model = stage.readable(model, "model")
+            if entry_script is not None:
+                entry_script = stage.readable_folder_of(entry_script, "entry script")
+            for note in stage.notes:
+                click.echo(f"prebake: {note}", err=True)
+            spec = RunSpec(
+                target, port, model=model, entry_script=entry_script, environment=environment, detach=detach
+            )
+            click.echo(f"prebake: serving {image.name} ({target}) on http://127.0.0.1:{port}", err=True)
+            completed = subprocess.run(
+                [found.path, *run_arguments(spec)], env=engine_environment(), check=False
+            )
         sys.exit(completed.returncode)
 
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from prebake.cli import exits
+from prebake import exits
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+# Plain strings, not click.Path: a Path would fold s3://bucket/key into s3:/bucket/key.
+@click.argument("models", nargs=-1)
 @click.option(
     "--model-repository",
     "model_repository",
-    type=click.Path(path_type=Path),
-    help="Directory of models, one per subdirectory.",
+    help="Directory of models, one per subdirectory (or a storage URI of one). Env: PREBAKE_MODEL_REPOSITORY.",
 )
 @click.option(
     "--model-name",
@@ -93,7 +95,7 @@ from prebake.cli import exits
 )
 @click.option(
     "--graceful-timeout",
-    "graceful_timeout",
+    "graceful_timeout_s",
     type=float,
     default=None,
     help="Seconds to drain on SIGTERM. [default: 30]",
@@ -109,15 +111,40 @@ from prebake.cli import exits
     "limit_concurrency",
     type=int,
     default=None,
-    help="Most connections and requests at once per worker; past it, 503. [default: unlimited]",
+    help="Most requests in progress at once per worker (counted once their body arrived); past it, 503. "
+    "Env: PREBAKE_LIMIT_CONCURRENCY. [default: unlimited]",
 )
 @click.option(
     "--header-timeout",
-    "header_timeout",
+    "header_timeout_s",
     type=float,
     default=None,
     help="Seconds a client has to send a request's headers; then the connection is closed (slowloris). "
     "Env: PREBAKE_HEADER_TIMEOUT_S. [default: 60]",
+)
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    type=float,
+    default=None,
+    help="Seconds a client has to send a request's body once its headers arrived; then 408 and the "
+    "connection is closed. Env: PREBAKE_BODY_TIMEOUT_S. [default: 60]",
+)
+@click.option(
+    "--init-timeout",
+    "init_timeout_s",
+    type=float,
+    default=None,
+    help="Seconds the models (or init()) may take to load; past it the start fails (exit 3). "
+    "Env: PREBAKE_INIT_TIMEOUT_S. [default: no limit]",
+)
+@click.option(
+    "--heartbeat-timeout",
+    "heartbeat_timeout_s",
+    type=float,
+    default=None,
+    help="A worker not heard from this long (stopped, or a call holding the GIL) is replaced. "
+    "Env: PREBAKE_HEARTBEAT_TIMEOUT_S. [default: 30]",
 )
 @click.option(
     "--max-worker-memory",
@@ -131,13 +158,26 @@ from prebake.cli import exits
     default=None,
     help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
 )
+@click.option(
+    "--allow-client-shm/--no-allow-client-shm",
+    "allow_client_shm",
+    default=None,
+    help="Let clients register system shared memory regions for inputs and outputs (Triton's option of "
+    "the same name; the V2 shared memory extension). Env: PREBAKE_ALLOW_CLIENT_SHM=1. [default: refuse]",
+)
 def serve(**flags: Any) -> None:
-    """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
+    """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC).
+
+    A model, --model-repository or --model-dir may be a storage URI (s3://, gs://, az://, abfs://, https://):
+    it is fetched once into the cache (PREBAKE_CACHE_DIR) before the server starts.
+    """
     from prebake.config import load_config
     from prebake.errors import ConfigError
 
     try:
-        config = load_config(flags)
+        flags = fetch_storage(flags, os.environ)
+        config = load_config(**flags)
+        _start_time_packages(config.app_root, config.model_dir)
     except ConfigError as error:
         click.echo(f"prebake serve: {error.message}", err=True)
         sys.exit(exits.USAGE)
@@ -145,3 +185,56 @@ def serve(**flags: Any) -> None:
     from prebake.server.supervisor import serve as run_server
 
     sys.exit(run_server(config))
+
+
+def _start_time_packages(app_root: Path, model_dir: Path | None) -> None:
+    """Extra packages (AZUREML_EXTRA_REQUIREMENTS_TXT and friends) installed or found once, before the
+    workers fork: they inherit sys.path. Without those variables the extension code stays unimported."""
+    import os
+
+    from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
+
+    if not any(name in os.environ for name in (*REQUIREMENTS_VARS, *PYTHON_PATH_VARS)):
+        return
+    from prebake.extend.startup import activate, prepare
+
+    activate(prepare(os.environ, app_root=app_root, model_dir=model_dir))
+
+
+def fetch_storage(flags: dict[str, Any], env: MutableMapping[str, str]) -> dict[str, Any]:
+    """``flags`` with every storage URI (models, --model-repository, --model-dir, and their environment
+    variables PREBAKE_MODEL_REPOSITORY and Vertex AI's AIP_STORAGE_URI) replaced by its local copy in the
+    cache, fetched now: before the server starts, so the workers fork after it. StorageError (a
+    ConfigError: exit 2) names a URI that cannot be fetched. Nothing is imported unless a URI is given.
+    """
+    from prebake.storage.uri import is_uri
+
+    models = [str(m) for m in flags.get("models") or ()]
+    repository = flags.get("model_repository") or env.get("PREBAKE_MODEL_REPOSITORY") or ""
+    model_dir = flags.get("model_dir") or ""
+    # Vertex AI gives the model as AIP_STORAGE_URI and expects the container to fetch it; config.py serves
+    # it (a local path) when nothing else is named, so it is fetched under the same condition.
+    vertex = env.get("AIP_STORAGE_URI", "")
+    wants_vertex = (
+        is_uri(vertex) and not models and not (flags.get("entry_script") or env.get("AZUREML_ENTRY_SCRIPT"))
+    )
+    uris = [u for u in (*models, repository, model_dir) if is_uri(u)] + ([vertex] if wants_vertex else [])
+    if not uris:
+        return flags
+    from prebake.storage.localize import localize
+
+    fetched = localize(uris, env)
+    for result in fetched.values():
+        click.echo(f"prebake serve: {result.summary()}", err=True)
+
+    def local(value: str) -> str:
+        return str(fetched[value].path) if value in fetched else value
+
+    if wants_vertex:
+        env["AIP_STORAGE_URI"] = local(vertex)  # what Vertex would have set had it copied the model itself
+    updated = {**flags, "models": tuple(local(m) for m in models)}
+    if is_uri(repository):
+        updated["model_repository"] = local(repository)
+    if is_uri(model_dir):
+        updated["model_dir"] = local(model_dir)
+    return updated

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from prebake import frameworks
 from prebake.deploy.kubernetes import UID
 from prebake.deploy.spec import GRPC_PORT, MODEL_MOUNT, PRESTOP_SLEEP_S, DeployError, check_name
 from prebake.images.catalog import Image
@@ -26,14 +27,7 @@ RuntimeKind = Literal["ClusterServingRuntime", "ServingRuntime"]
 KSERVE_HTTP_PORT = 8080
 API = "serving.kserve.io"
 # catalog framework -> the model format name KServe's InferenceService uses (spec.predictor.model.modelFormat).
-MODEL_FORMATS: dict[str, str] = {
-    "sklearn": "sklearn",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "onnxruntime": "onnx",
-    "pytorch": "pytorch",
-    "tensorflow": "tensorflow",
-}
+MODEL_FORMATS: dict[str, str] = {f.catalog: f.kserve for f in frameworks.FRAMEWORKS if f.catalog and f.kserve}
 
 
 def runtime_name(image: Image) -> str:

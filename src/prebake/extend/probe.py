@@ -74,7 +74,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.entry_script:
         _entry_script(steps, Path(args.entry_script), args.sample)
     elif args.model:
-        _model(steps, Path(args.model))
+        _model(steps, Path(args.model), args.sample)
     return steps
 
 
@@ -115,21 +115,48 @@ def _entry_script(steps: list[dict[str, Any]], script: Path, sample: str | None)
     _step(steps, "sample-request", score, "call run() with this sample locally and fix the error shown")
 
 
-def _model(steps: list[dict[str, Any]], model: Path) -> None:
+def _model(steps: list[dict[str, Any]], model: Path, sample: str | None = None) -> None:
+    loaded: list[Any] = []
+
     def load() -> str:
         from prebake.runtimes.discover import model_from_path
         from prebake.runtimes.registry import create_runtime
 
         settings = model_from_path(model, "cpu")
+        settings.parameters.setdefault("allow_pickle", os.environ.get("PREBAKE_ALLOW_PICKLE") == "1")
         runtime = create_runtime(settings)
         runtime.load()
+        loaded.append(runtime)
         return f"{model.name} loaded by the {settings.runtime} runtime, as `prebake serve` loads it"
 
-    _step(
+    if not _step(
         steps,
         "load-model",
         load,
         "save the model with the package versions the image holds (see prebake recommend)",
+    ):
+        return
+    runtime = loaded[0]
+    body = Path(sample).read_bytes() if sample else None
+    if runtime.name == "mlflow" and body is None and runtime.model is not None:
+        body = runtime.model.serving_example()  # the input_example the model was logged with
+    if body is None or runtime.name != "mlflow":
+        return
+
+    def predict() -> str:
+        from prebake import codec
+        from prebake.frames import predictions
+        from prebake.protocols.mlflow_scoring import decode_json
+
+        response = runtime.predict(decode_json(codec.loads(body)))
+        answer = codec.dumps({"predictions": predictions(response)})
+        return f"the sample request answered: {answer[:200].decode(errors='replace')}"
+
+    _step(
+        steps,
+        "sample-request",
+        predict,
+        "send this request to `prebake serve` locally and fix the error shown",
     )
 
 

@@ -59,11 +59,7 @@ def routes(backend: Backend, *, swagger: Callable[[str | None], bytes] | None = 
             result = await backend.score_raw(None, raw)
         except PrebakeError as error:
             failed = error.status >= 500
-            error.details["headers"] = [
-                *error.details.get("headers", []),
-                *ms_headers,
-                ("x-ms-run-function-failed", str(failed)),
-            ]
+            error.headers.extend([*ms_headers, ("x-ms-run-function-failed", str(failed))])
             raise
         headers = [*ms_headers, *result.headers]
         headers.append(("x-ms-run-fn-exec-ms", f"{result.run_ms:.3f}"))
@@ -79,8 +75,6 @@ def routes(backend: Backend, *, swagger: Callable[[str | None], bytes] | None = 
 
     return [
         Route(("GET",), "/", health, error_body=error_body, public=True, label="/"),
-        Route(
-            SCORE_METHODS, "/score", score, error_body=error_body, label="/score", extra={"model": "score"}
-        ),
+        Route(SCORE_METHODS, "/score", score, error_body=error_body, label="/score", model="score"),
         Route(("GET",), "/swagger.json", swagger_json, error_body=error_body),
     ]

@@ -61,6 +61,8 @@ def routes(backend: Backend) -> list[Route]:
     async def model_ready(request: Request) -> Response:
         name = request.path_params["name"]
         ready = backend.model_ready(name)
+        if not ready:
+            backend.metadata(name)  # 404 for a model this server does not have
         return Response(codec.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
 
     async def predict(request: Request) -> Response:

@@ -1,104 +1,36 @@
-"""Open Inference Protocol V2 over gRPC (``inference.GRPCInferenceService``), on a port of its own.
+"""Open Inference Protocol V2 over gRPC (``inference.GRPCInferenceService``): decode, call, encode.
 
 Health, metadata, ModelInfer (raw_input_contents or typed contents in; raw_output_contents out, which
-tritonclient.grpc and KServe's clients read), Triton's ModelStreamInfer and ModelConfig (from metadata)
-and the model repository RPCs tritonclient uses. Errors map the PrebakeError status onto gRPC codes
-(400 INVALID_ARGUMENT, 404 NOT_FOUND, 503 UNAVAILABLE, ...). ModelStatistics, trace, log settings and
-shared memory RPCs are not offered: clients get UNIMPLEMENTED.
+tritonclient.grpc and KServe's clients read), Triton's ModelStreamInfer, ModelConfig and
+ModelStatistics, and the model repository RPCs tritonclient uses. Trace and log settings RPCs are not
+offered: clients get UNIMPLEMENTED.
 
-Every worker process binds the same port: gRPC sets SO_REUSEPORT on Linux, and the kernel spreads
-connections across the workers, as it does for the HTTP socket.
+The servicer raises the errors.py family like every protocol; the server's gRPC transport
+(server/grpc_transport.py) creates the server, runs every RPC through the request pipeline and maps
+errors to gRPC status codes. This module creates no server.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 
 import prebake
-from prebake import codec
-from prebake.errors import PrebakeError
+from prebake import codec, datatypes, v2ext
+from prebake.errors import NotFound, PrebakeError, echo
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2 as pb
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from prebake.types import Backend, InferenceRequest, InferenceResponse
+from prebake.types import Backend, InferenceRequest, InferenceResponse, SharedMemory
 
 logger = logging.getLogger("prebake.grpc")
 
-EXTENSIONS = ["model_repository"]
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    422: grpc.StatusCode.INVALID_ARGUMENT,
-    431: grpc.StatusCode.INVALID_ARGUMENT,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-# Which typed field of InferTensorContents holds each datatype (FP16 has none: raw contents only).
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-
-T = TypeVar("T")
-
-
-def grpc_code(status: int) -> grpc.StatusCode:
-    """The gRPC status code for an HTTP status carried by a PrebakeError."""
-    if status in _CODES:
-        return _CODES[status]
-    return grpc.StatusCode.INVALID_ARGUMENT if 400 <= status < 500 else grpc.StatusCode.INTERNAL
-
-
-Authorize = Callable[[list[tuple[bytes, bytes]]], None]
-
-
-async def _guard(
-    context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]], authorize: Authorize | None = None
-) -> T:
-    """Run ``work`` once ``authorize`` accepts the call's metadata; turn a PrebakeError into its gRPC
-    status and anything else into INTERNAL."""
-    try:
-        if authorize is not None:
-            authorize(_metadata(context))
-        return await work()
-    except PrebakeError as error:
-        await context.abort(grpc_code(error.status), error.message)
-    except Exception:
-        logger.exception("gRPC request failed")
-        await context.abort(grpc.StatusCode.INTERNAL, "internal server error; the server log has details")
-    raise AssertionError("unreachable: abort raises")
-
-
-def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
-    # The same (lower-case name, value) byte pairs an HTTP check reads, so one check serves both.
-    pairs: list[tuple[bytes, bytes]] = []
-    for key, value in context.invocation_metadata() or ():
-        raw = value if isinstance(value, bytes) else value.encode("latin-1")
-        pairs.append((key.lower().encode("latin-1"), raw))
-    return pairs
+EXTENSIONS = v2ext.EXTENSIONS
 
 
 def parameter_value(param: pb.InferParameter | pb.ModelRepositoryParameter) -> Any:
@@ -128,46 +60,90 @@ def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: parameter_value(value) for key, value in params.items()}
 
 
-def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
-    """A ModelInferRequest as the internal request."""
-    raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise codec.bad(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs")
-    if raw and any(tensor.HasField("contents") for tensor in message.inputs):
-        raise codec.bad("send tensor data in raw_input_contents or in contents, not both")
+def decode_infer_request(
+    message: pb.ModelInferRequest, shared_memory: SharedMemory | None = None
+) -> tuple[InferenceRequest, dict[str, v2ext.ShmReference]]:
+    """A ModelInferRequest as the internal request, and the requested outputs that go to shared memory.
+
+    As in Triton (src/grpc/infer_handler.cc), raw_input_contents hold, in order, the data of the inputs
+    that have neither contents nor a shared memory region; the messages are Triton's.
+    """
     if not message.inputs:
         raise codec.bad("the inference request has no inputs")
+    model = echo(message.model_name)
+    raw = message.raw_input_contents
     inputs: dict[str, np.ndarray] = {}
     input_parameters: dict[str, dict[str, Any]] = {}
+    next_raw = 0
     for index, tensor in enumerate(message.inputs):
         name = tensor.name
         if not name:
             raise codec.bad(f"input {index} has no name")
         if name in inputs:
             raise codec.bad(f"input '{name}' is given twice")
+        params = _parameters(tensor.parameters)
+        shm = v2ext.shm_reference(name, params)
         shape = list(tensor.shape)
-        if raw:
-            array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[index])
-        else:
+        if shm is not None:
+            if tensor.HasField("contents"):
+                raise codec.bad(
+                    f"unexpected 'content' provided when using shared memory for input tensor '{name}' "
+                    f"for model '{model}'"
+                )
+            if shared_memory is None:
+                raise codec.bad(
+                    f"input '{name}' names shared memory region '{shm.region}', but this server has none"
+                )
+            chunk = shared_memory.read(shm.region, shm.offset, shm.byte_size)
+            array = codec.decode_binary_tensor(name, tensor.datatype, shape, chunk)
+        elif tensor.HasField("contents"):
+            if raw:
+                raise codec.bad(
+                    f"contents field must not be specified when using raw_input_contents for '{name}' "
+                    f"for model '{model}'"
+                )
             array = _from_contents(name, tensor.datatype, shape, tensor.contents)
+        elif next_raw < len(raw):
+            array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[next_raw])
+            next_raw += 1
+        else:
+            raise codec.bad(f"unable to find data for input tensor '{name}' for model '{model}' in request.")
         inputs[name] = array
-        if tensor.parameters:
-            input_parameters[name] = _parameters(tensor.parameters)
+        if params:
+            input_parameters[name] = params
+    if next_raw != len(raw):
+        raise codec.bad(f"raw_input_contents has {len(raw)} entries for {next_raw} inputs that take them")
     outputs = None
+    classes: dict[str, int] = {}
+    shm_outputs: dict[str, v2ext.ShmReference] = {}
     if message.outputs:
         outputs = []
         for requested in message.outputs:
-            params = requested.parameters
-            if "classification" in params and parameter_value(params["classification"]):
-                raise codec.bad(f"output '{requested.name}': the classification extension is not supported")
+            params = _parameters(requested.parameters)
+            count = v2ext.classification_count(requested.name, params)
+            where = v2ext.shm_reference(requested.name, params)
+            if where is not None:
+                if count:
+                    raise codec.bad("output can't set both 'shared_memory_region' and 'classification'")
+                if shared_memory is None:
+                    raise codec.bad(
+                        f"output '{requested.name}' names shared memory region '{where.region}', but this "
+                        "server has none"
+                    )
+                shared_memory.check(where.region, where.offset, where.byte_size)
+                shm_outputs[requested.name] = where
+            if count:
+                classes[requested.name] = count
             outputs.append(requested.name)
-    return InferenceRequest(
+    request = InferenceRequest(
         inputs=inputs,
         parameters=_parameters(message.parameters),
         outputs=outputs,
         id=message.id or None,
         input_parameters=input_parameters,
+        classification=classes,
     )
+    return request, shm_outputs
 
 
 def _from_contents(
@@ -175,7 +151,8 @@ def _from_contents(
 ) -> np.ndarray:
     dtype = codec.numpy_dtype(datatype, name)
     shape = codec.check_shape(name, shape)
-    field = _CONTENTS_FIELD.get(datatype)
+    row = datatypes.lookup(datatype)
+    field = row.contents if row is not None else None
     if field is None:
         raise codec.bad(f"input '{name}': {datatype} data must be sent in raw_input_contents")
     values = getattr(contents, field)
@@ -194,8 +171,14 @@ def _from_contents(
     return array.reshape(shape)
 
 
-def encode_infer_response(response: InferenceResponse, requested: list[str] | None) -> pb.ModelInferResponse:
-    """The internal response as a ModelInferResponse with raw_output_contents."""
+def encode_infer_response(
+    response: InferenceResponse,
+    shm_outputs: Mapping[str, v2ext.ShmReference] | None = None,
+    shared_memory: SharedMemory | None = None,
+) -> pb.ModelInferResponse:
+    """The internal response (its outputs already selected) as a ModelInferResponse with raw_output_contents;
+    outputs in ``shm_outputs`` are written to their regions and get an empty raw entry (every output
+    has one, so clients find the others by position, as Triton does)."""
     message = pb.ModelInferResponse(
         model_name=response.model_name,
         model_version=response.model_version or "",
@@ -203,19 +186,25 @@ def encode_infer_response(response: InferenceResponse, requested: list[str] | No
     )
     for key, value in (response.parameters or {}).items():
         set_parameter(message.parameters[key], value)
-    for name, array in codec.select_outputs(response, requested).items():
+    for name, array in response.outputs.items():
+        array = np.asarray(array)
+        if shm_outputs and name in shm_outputs:
+            entry = codec.write_shm_output(name, array, shm_outputs[name], shared_memory)
+            tensor = message.outputs.add(name=name, datatype=entry["datatype"], shape=entry["shape"])
+            for key, value in entry["parameters"].items():
+                set_parameter(tensor.parameters[key], value)
+            message.raw_output_contents.append(b"")
+            continue
         message.outputs.add(name=name, datatype=codec.datatype_of(array), shape=array.shape)
         message.raw_output_contents.append(codec.encode_binary_tensor(array))
     return message
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """GRPCInferenceService backed by a Backend. ``authorize`` (given the call's metadata, raising
-    Unauthorized to refuse) guards every RPC except the ServerLive and ServerReady probes."""
+    """GRPCInferenceService backed by a Backend."""
 
-    def __init__(self, backend: Backend, authorize: Authorize | None = None) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.authorize = authorize
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -230,64 +219,50 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        async def work() -> pb.ModelReadyResponse:
-            return pb.ModelReadyResponse(
-                ready=self.backend.model_ready(request.name, request.version or None)
-            )
-
-        return await _guard(context, work, self.authorize)
+        # A model this server does not have is not ready (no error), as Triton answers.
+        return pb.ModelReadyResponse(ready=self.backend.model_ready(request.name, request.version or None))
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        async def work() -> pb.ServerMetadataResponse:
-            return pb.ServerMetadataResponse(
-                name="prebake", version=prebake.__version__, extensions=EXTENSIONS
-            )
-
-        return await _guard(context, work, self.authorize)
+        return pb.ServerMetadataResponse(name="prebake", version=prebake.__version__, extensions=EXTENSIONS)
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        async def work() -> pb.ModelMetadataResponse:
-            meta = self.backend.metadata(request.name, request.version or None)
-            tensor = pb.ModelMetadataResponse.TensorMetadata
-            return pb.ModelMetadataResponse(
-                name=meta.name or request.name,
-                versions=meta.versions,
-                platform=meta.platform,
-                inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
-                outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
-            )
-
-        return await _guard(context, work, self.authorize)
-
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        internal = decode_infer_request(request)
-        response = await self.backend.infer(request.model_name, request.model_version or None, internal)
-        response.model_name = response.model_name or request.model_name
-        if response.id is None:
-            response.id = internal.id
-        return encode_infer_response(response, internal.outputs)
+        meta = self.backend.metadata(request.name, request.version or None)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta.name or request.name,
+            versions=meta.versions,
+            platform=meta.platform,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
+        )
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        return await _guard(context, lambda: self._infer(request), self.authorize)
+        size = sum(len(raw) for raw in request.raw_input_contents) or request.ByteSize()
+        regions = self.backend.shared_memory()
+        internal, shm_outputs = await codec.off_loop(size, decode_infer_request, request, regions)
+        response = await self.backend.infer(request.model_name, request.model_version or None, internal)
+        return await codec.off_loop(
+            sum(getattr(a, "nbytes", 0) for a in response.outputs.values()),
+            encode_infer_response,
+            response,
+            shm_outputs,
+            regions,
+        )
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # One request at a time, in order; a failed request answers with error_message, as Triton's
         # stream does, and the stream goes on.
-        async def authorized() -> None:
-            return None
-
-        await _guard(context, authorized, self.authorize)
         async for request in request_iterator:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                yield pb.ModelStreamInferResponse(infer_response=await self.ModelInfer(request, context))
             except PrebakeError as error:
                 yield pb.ModelStreamInferResponse(error_message=error.message)
             except Exception:
@@ -300,129 +275,119 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelConfigResponse:
         # Triton's configuration RPC (tritonclient's get_model_config, perf_analyzer), from metadata.
-        async def work() -> pb.ModelConfigResponse:
-            meta = self.backend.metadata(request.name, request.version or None)
-            config = pb.ModelConfig(
-                name=meta.name or request.name,
-                platform=meta.platform,
-                backend=meta.platform,
-                max_batch_size=0,
-                input=[
-                    pb.ModelInput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
-                    for t in meta.inputs
-                ],
-                output=[
-                    pb.ModelOutput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
-                    for t in meta.outputs
-                ],
-            )
-            return pb.ModelConfigResponse(config=config)
-
-        return await _guard(context, work, self.authorize)
+        version = request.version or None
+        meta = self.backend.metadata(request.name, version)
+        batch = self.backend.max_batch_size(request.name, version)
+        config = pb.ModelConfig(
+            name=meta.name or request.name,
+            platform=meta.platform,
+            backend=meta.platform,
+            max_batch_size=batch,
+            input=[
+                pb.ModelInput(
+                    name=t.name,
+                    data_type=_config_type(t.datatype),
+                    format=v2ext.config_format(t),
+                    dims=v2ext.config_dims(t, batch),
+                )
+                for t in meta.inputs
+            ],
+            output=[
+                pb.ModelOutput(
+                    name=t.name, data_type=_config_type(t.datatype), dims=v2ext.config_dims(t, batch)
+                )
+                for t in meta.outputs
+            ],
+        )
+        return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatisticsResponse:
         # The same numbers as GET /v2/models/stats; an empty name asks for every model, as in Triton.
-        async def work() -> pb.ModelStatisticsResponse:
-            stats = self.backend.statistics(request.name or None, request.version or None)
-            return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
-
-        return await _guard(context, work, self.authorize)
+        stats = self.backend.statistics(request.name or None, request.version or None)
+        return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryIndexResponse:
-        async def work() -> pb.RepositoryIndexResponse:
-            models = self.backend.repository_index()
-            if request.ready:
-                models = [m for m in models if m.get("state") == "READY"]
-            entry = pb.RepositoryIndexResponse.ModelIndex
-            return pb.RepositoryIndexResponse(
-                models=[
-                    entry(
-                        name=m["name"],
-                        version=m.get("version") or "",
-                        state=m.get("state") or "",
-                        reason=m.get("reason") or "",
-                    )
-                    for m in models
-                ]
-            )
-
-        return await _guard(context, work, self.authorize)
+        models = self.backend.repository_index()
+        if request.ready:
+            models = [m for m in models if m.get("state") == "READY"]
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                entry(
+                    name=m["name"],
+                    version=m.get("version") or "",
+                    state=m.get("state") or "",
+                    reason=m.get("reason") or "",
+                )
+                for m in models
+            ]
+        )
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        async def work() -> pb.RepositoryModelLoadResponse:
-            _refuse_parameters(request.parameters, allowed=())
-            await self.backend.load(request.model_name)
-            return pb.RepositoryModelLoadResponse()
-
-        return await _guard(context, work, self.authorize)
+        v2ext.check_load_parameters(request.model_name, request.parameters, allowed=("config",))
+        config = None
+        if "config" in request.parameters:
+            config = v2ext.load_overrides(request.model_name, parameter_value(request.parameters["config"]))
+        await self.backend.load(request.model_name, config)
+        return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        async def work() -> pb.RepositoryModelUnloadResponse:
-            # unload_dependents only matters for ensembles, which prebake does not have.
-            _refuse_parameters(request.parameters, allowed=("unload_dependents",))
-            await self.backend.unload(request.model_name)
-            return pb.RepositoryModelUnloadResponse()
+        # unload_dependents only matters for ensembles, which prebake does not have.
+        v2ext.check_load_parameters(request.model_name, request.parameters, allowed=("unload_dependents",))
+        await self.backend.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
-        return await _guard(context, work, self.authorize)
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        regions = self.backend.shared_memory().status(request.name or None)
+        status = pb.SystemSharedMemoryStatusResponse.RegionStatus
+        return pb.SystemSharedMemoryStatusResponse(regions={r["name"]: status(**r) for r in regions})
+
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.backend.shared_memory().register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.backend.shared_memory().unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    # No CUDA shared memory: answered as a Triton built without GPUs answers.
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        if request.name:
+            raise NotFound(f"Unable to find cuda shared memory region: '{echo(request.name)}'")
+        return pb.CudaSharedMemoryStatusResponse()
+
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        raise v2ext.no_cuda_shared_memory(request.name)
+
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        return pb.CudaSharedMemoryUnregisterResponse()
 
 
 def _config_type(datatype: str) -> str:
-    # Triton's config names BYTES "TYPE_STRING"; every other V2 datatype is TYPE_ plus its name.
-    name = "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
-    try:
-        pb.DataType.Value(name)
-    except ValueError:
-        return "TYPE_INVALID"
-    return name
+    row = datatypes.lookup(datatype)
+    return row.config if row is not None else "TYPE_INVALID"
 
 
-def _refuse_parameters(params: Mapping[str, Any], *, allowed: tuple[str, ...]) -> None:
-    unsupported = sorted(set(params) - set(allowed))
-    if unsupported:
-        raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
-
-
-async def start(
-    backend: Backend,
-    *,
-    host: str,
-    port: int,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-    authorize: Authorize | None = None,
-) -> grpc.aio.Server:
-    """Start serving GRPCInferenceService on ``host:port``; the caller stops the returned server.
-
-    ``max_message_bytes`` bounds requests and responses (gRPC's own default, 4 MiB, is small for tensors).
-    ``authorize`` gets each call's metadata as (lower-case name, value) byte pairs, as the HTTP API-key
-    check reads headers, and raises Unauthorized to refuse; with API keys configured, pass it, or the
-    gRPC port is open to anyone who can reach it. Example::
-
-        await start(backend, host="0.0.0.0", port=8081, authorize=lambda md: auth.check(keys, md))
-    """
-    server = grpc.aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.so_reuseport", 1),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ],
-    )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(backend, authorize), server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise PrebakeError(f"cannot listen for gRPC on {address}: {exc}") from None
-    if bound == 0:
-        raise PrebakeError(f"cannot listen for gRPC on {address}")
-    await server.start()
-    return server
+def register(server: grpc.aio.Server, backend: Backend) -> None:
+    """Add the V2 servicer for ``backend`` to ``server`` (created by the server's gRPC transport)."""
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(backend), server)

@@ -17,52 +17,26 @@ from typing import Any
 
 import numpy as np
 
+from prebake import datatypes
 from prebake.errors import InvalidInput
 from prebake.types import InferenceRequest, TensorSpec
 
-#: V2 datatype -> numpy dtype (BYTES are object arrays of bytes or str).
-V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype("bool"),
-    "UINT8": np.dtype("uint8"),
-    "UINT16": np.dtype("uint16"),
-    "UINT32": np.dtype("uint32"),
-    "UINT64": np.dtype("uint64"),
-    "INT8": np.dtype("int8"),
-    "INT16": np.dtype("int16"),
-    "INT32": np.dtype("int32"),
-    "INT64": np.dtype("int64"),
-    "FP16": np.dtype("float16"),
-    "FP32": np.dtype("float32"),
-    "FP64": np.dtype("float64"),
-    "BYTES": np.dtype("object"),
-}
-_NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
-#: V2 datatypes with no numpy dtype: the array a request brings for them (the codec decodes BF16 to float32).
-V2_AS_NUMPY = {"BF16": np.dtype("float32")}
-
 
 def v2_datatype(dtype: Any) -> str:
-    """The V2 datatype name of a numpy dtype; strings and objects are BYTES.
+    """The V2 datatype name of a numpy dtype; strings, objects and anything else are BYTES.
 
     >>> v2_datatype(np.float32)
     'FP32'
     """
-    dt = np.dtype(dtype)
-    if dt.kind in "OSU":
-        return "BYTES"
-    return _NUMPY_TO_V2.get(dt, "BYTES")
+    return datatypes.of_dtype(dtype) or "BYTES"
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    """The numpy dtype for a V2 datatype name; ValueError for an unknown one."""
-    name = datatype.upper()
-    if name in V2_AS_NUMPY:
-        return V2_AS_NUMPY[name]
-    try:
-        return V2_TO_NUMPY[name]
-    except KeyError:
-        known = ", ".join([*V2_TO_NUMPY, *V2_AS_NUMPY])
-        raise ValueError(f"unknown datatype {datatype!r}; expected one of {known}") from None
+    """The numpy dtype an input of a V2 datatype arrives as (BF16: float32); ValueError for an unknown one."""
+    row = datatypes.lookup(datatype.upper())
+    if row is None:
+        raise ValueError(f"unknown datatype {datatype!r}; expected one of {', '.join(datatypes.NAMES)}")
+    return row.decoded
 
 
 def shape_text(shape: Iterable[int]) -> str:
@@ -225,19 +199,6 @@ def tabular_plan(
         return plan
     check = TensorCheck("input-0", dtype, (-1, n_features if n_features is not None else -1))
     return InputPlan([check], any_name=True)
-
-
-def select_outputs(outputs: dict[str, np.ndarray], requested: list[str] | None) -> dict[str, np.ndarray]:
-    """Only the outputs the client asked for (all where it asked for none); InvalidInput for unknown ones."""
-    if not requested:
-        return outputs
-    try:
-        return {name: outputs[name] for name in requested}
-    except KeyError as exc:
-        raise InvalidInput(
-            f"unknown output {exc.args[0]!r}; the model gives {', '.join(map(repr, outputs))}",
-            output=exc.args[0],
-        ) from None
 
 
 def name_outputs(result: Any, names: Sequence[str] = ()) -> dict[str, np.ndarray]:

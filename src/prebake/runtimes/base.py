@@ -54,6 +54,11 @@ class ModelSettings:
     max_batch_delay_ms: float = 2.0
     device: str = "auto"
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: Class names of an output, for the classification extension ("score:index:label").
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: A sequence model's control inputs, filled by the server: input name -> start, end, ready or
+    #: correlation_id (see settings.py).
+    sequence: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:

@@ -77,9 +77,19 @@ class EntryScriptRuntime(RawRuntime):
 
     name = "azure-entry-script"
 
-    def __init__(self, script: Path, *, debug: bool = False) -> None:
+    def __init__(
+        self,
+        script: Path,
+        *,
+        debug: bool = False,
+        app_root: Path | None = None,
+        model_dir: Path | None = None,
+    ) -> None:
         self.script = Path(script)
         self.debug = debug
+        # Where user swagger files are found (AML_APP_ROOT), and the folder listed when init() fails.
+        self.app_root = Path(app_root) if app_root is not None else self.script.parent
+        self.model_dir = model_dir
         self.module: ModuleType | None = None
         self._run: Callable[..., Any] = _not_loaded
         self._mode = _STRING
@@ -96,7 +106,8 @@ class EntryScriptRuntime(RawRuntime):
     def load(self) -> None:
         """Import the script, check and examine run(), call init(), prepare the swagger documents.
 
-        Raises ModelLoadError naming the problem; the traceback of a failing import or init() is logged.
+        Raises ModelLoadError naming the problem; a failing import or init() puts its traceback in the
+        error's ``traceback`` (the server logs it once).
         """
         from azureml.contrib.services import aml_request, aml_response
 
@@ -132,14 +143,15 @@ class EntryScriptRuntime(RawRuntime):
         try:
             _synchronous(module.init)()
         except BaseException as exc:
-            logger.error("User's init function failed:\n%s", traceback.format_exc())
+            trace = traceback.format_exc()
             self._log_model_dir()
-            raise ModelLoadError(f"init() of {self.script} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"init() of {self.script} failed: {type(exc).__name__}: {exc}", traceback=trace
+            ) from exc
         logger.info("User's init has completed successfully")
 
-        app_root = Path(os.environ.get("AML_APP_ROOT") or self.script.parent)
         try:
-            self._swagger = azure_schema.SwaggerDocs.build(run, app_root)
+            self._swagger = azure_schema.SwaggerDocs.build(run, self.app_root)
         except Exception as exc:
             raise ModelLoadError(f"Could not prepare the swagger documents: {exc}") from exc
 
@@ -156,9 +168,10 @@ class EntryScriptRuntime(RawRuntime):
             spec.loader.exec_module(module)
         except BaseException as exc:
             sys.modules.pop(MODULE_NAME, None)
-            logger.error("Failed to import %s:\n%s", self.script, traceback.format_exc())
+            # The traceback goes with the error and is logged once, by whoever reports the failure.
             raise ModelLoadError(
-                f"Failed to import entry script {self.script}: {type(exc).__name__}: {exc}"
+                f"Failed to import entry script {self.script}: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
             ) from exc
         return module
 
@@ -196,11 +209,11 @@ class EntryScriptRuntime(RawRuntime):
             logger.info("run() is not decorated: it gets the input as a JSON string.")
 
     def _log_model_dir(self) -> None:
-        model_dir = os.environ.get("AZUREML_MODEL_DIR", "")
-        if not model_dir or not os.path.exists(model_dir):
+        model_dir = self.model_dir
+        if model_dir is None or not model_dir.exists():
             return
         logger.info("Model directory contents:")
-        lines = _walk(Path(model_dir))
+        lines = _walk(model_dir)
         for line in itertools.islice(lines, _MODEL_DIR_LOG_LINES):
             logger.info(line)
         if next(lines, None) is not None:
@@ -233,6 +246,8 @@ class EntryScriptRuntime(RawRuntime):
 
         try:
             output = self._run(**kwargs)
+        except MemoryError:
+            raise  # the server counts these: a worker that keeps running out of memory is replaced
         except (Exception, SystemExit) as exc:
             raise self._failure(exc) from exc
 
@@ -285,7 +300,7 @@ class EntryScriptRuntime(RawRuntime):
         for name, default in self._schema_params:
             value = body.get(name, default)
             if value is inspect.Parameter.empty:
-                raise RequestError(f"A value is not provided for the {name!r} parameter.", parameter=name)
+                raise InvalidInput(f"A value is not provided for the {name!r} parameter.", input=name)
             kwargs[name] = value
         return kwargs
 
@@ -294,7 +309,7 @@ class EntryScriptRuntime(RawRuntime):
             parameter = azure_schema.conversion_failure(exc)
             if parameter is not None:
                 return InvalidInput(
-                    f"Invalid value for parameter {parameter!r}: {exc}", status=422, parameter=parameter
+                    f"Invalid value for parameter {parameter!r}: {exc}", status=422, input=parameter
                 )
         if self._request_error is not None and isinstance(exc, self._request_error):
             # The script asked AMLRequest for what the body is not (get_json() on text): the client's error.

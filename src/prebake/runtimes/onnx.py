@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prebake.errors import InvalidInput, ModelLoadError
+from prebake.errors import ModelLoadError
 from prebake.runtimes.arrays import InputPlan, TensorCheck, rejected, v2_datatype
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
@@ -137,21 +137,15 @@ class OnnxRuntime(Runtime):
         plan = self.plan
         assert plan is not None, "load() first"
         arrays = plan.arrays(request)
-        names = request.outputs or self._output_names
-        if request.outputs:
-            unknown = [n for n in request.outputs if n not in self._output_names]
-            if unknown:
-                gives = ", ".join(map(repr, self._output_names))
-                raise InvalidInput(f"unknown output {unknown[0]!r}; the model gives {gives}")
+        # Compute only what the client asked for where it names outputs the graph has (the server
+        # selects, and refuses unknown names, once for every runtime).
+        wanted = request.outputs
+        names = wanted if wanted and all(n in self._output_names for n in wanted) else self._output_names
         try:
             results = self.session.run(names, dict(zip(self._input_names, arrays, strict=True)))
         except self._errors as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs={n: _as_array(r) for n, r in zip(names, results, strict=True)},
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs={n: _as_array(r) for n, r in zip(names, results, strict=True)})
 
     def platform(self) -> str:
         return "onnxruntime_onnx"  # Triton's name for the same backend

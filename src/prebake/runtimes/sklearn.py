@@ -25,7 +25,6 @@ from prebake.runtimes.arrays import (
     TensorCheck,
     as_text,
     rejected,
-    select_outputs,
     tabular_plan,
     v2_datatype,
 )
@@ -35,7 +34,6 @@ from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 _SKOPS_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
@@ -44,9 +42,9 @@ def check_pickle_allowed(settings: ModelSettings, path: Path) -> None:
     if settings.parameters.get("allow_pickle", True) is False:
         raise ModelLoadError(
             f"{path.name} is a pickle, and pickles run any code they hold when loaded, so prebake refuses them "
-            f"unless you allow it (model {settings.name!r}). If you trust the file: prebake serve --allow-pickle, "
-            'or PREBAKE_ALLOW_PICKLE=1, or "allow_pickle": true in its model-settings.json. Safer: save it as '
-            "skops (.skops) or ONNX (.onnx)."
+            f"unless the operator allows it (model {settings.name!r}). If you trust the file: prebake serve "
+            "--allow-pickle, or PREBAKE_ALLOW_PICKLE=1 (a model's own model-settings.json can refuse pickles, "
+            "never allow them). Safer: save it as skops (.skops) or ONNX (.onnx)."
         )
     log.warning(
         "model %r: loading %s, a pickle: pickles run any code they contain when loaded, so load only files "
@@ -150,11 +148,7 @@ class SklearnRuntime(Runtime):
             outputs = {method: np.asarray(fn(x)) for method, fn in self._methods}
         except (ValueError, TypeError) as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs=select_outputs(outputs, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs=outputs)
 
     def _columns_frame(self, request: InferenceRequest) -> Any:
         """A DataFrame from one input per column (V2 requests from pandas clients)."""

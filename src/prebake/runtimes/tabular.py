@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from prebake.errors import ConfigError, ModelLoadError, PrebakeError
-from prebake.runtimes.arrays import rejected, select_outputs, tabular_plan
+from prebake.runtimes.arrays import rejected, tabular_plan
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
 from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
@@ -63,8 +63,4 @@ class TabularRuntime(Runtime):
             result = np.asarray(fn(arrays[0]))
         except (ValueError, TypeError) as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs=select_outputs({"predict": result}, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs={"predict": result})

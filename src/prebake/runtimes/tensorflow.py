@@ -21,7 +21,6 @@ from prebake.runtimes.arrays import (
     TensorCheck,
     name_outputs,
     rejected,
-    select_outputs,
     v2_datatype,
 )
 from prebake.runtimes.base import Runtime
@@ -134,11 +133,7 @@ class TensorFlowRuntime(Runtime):
         except self._errors as exc:
             raise rejected(plan, arrays, exc) from None
         outputs = name_outputs(_to_numpy(result), self._output_names)
-        return InferenceResponse(
-            outputs=select_outputs(outputs, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs=outputs)
 
     def platform(self) -> str:
         return "tensorflow_savedmodel" if self.settings.path.is_dir() else "tensorflow_keras"

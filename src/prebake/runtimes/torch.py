@@ -27,7 +27,6 @@ from prebake.runtimes.arrays import (
     name_outputs,
     plan_from_settings,
     rejected,
-    select_outputs,
     v2_datatype,
 )
 from prebake.runtimes.base import Runtime
@@ -180,11 +179,7 @@ class TorchRuntime(Runtime):
                 outputs = name_outputs(_to_host(result), self._output_names)
         except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
             raise rejected(plan, arrays, exc) from None
-        return InferenceResponse(
-            outputs=select_outputs(outputs, request.outputs),
-            model_name=self.settings.name,
-            model_version=self.settings.version,
-        )
+        return InferenceResponse(outputs=outputs)
 
     def platform(self) -> str:
         return "pytorch_export" if self.settings.path.suffix == ".pt2" else "pytorch_torchscript"

@@ -1,7 +1,7 @@
 """Optional API-key auth for every route that is not a health probe.
 
 Keys come from PREBAKE_API_KEY (comma-separated) or a file (PREBAKE_API_KEY_FILE / --api-key-file, one key
-per line) so they need not sit in a process listing. A client sends `Authorization: Bearer KEY` (what
+per line; read by config.read_keys) so they need not sit in a process listing. A client sends `Authorization: Bearer KEY` (what
 Azure ML online endpoints and KServe clients send) or `x-api-key: KEY`. Keys are compared in constant
 time and never logged.
 """
@@ -9,25 +9,8 @@ time and never logged.
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 
-from prebake.errors import ConfigError, Unauthorized
-
-
-def read_keys(inline: str | None, path: str | None) -> tuple[bytes, ...]:
-    keys: list[str] = []
-    if inline:
-        keys.extend(inline.split(","))
-    if path:
-        try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise ConfigError(f"cannot read the API key file {path!r}: {error.strerror}") from None
-        keys.extend(line for line in text.splitlines() if not line.startswith("#"))
-    cleaned = tuple(key.strip().encode() for key in keys if key.strip())
-    if (inline or path) and not cleaned:
-        raise ConfigError("API key auth is configured but no key was found; check PREBAKE_API_KEY(_FILE)")
-    return cleaned
+from prebake.errors import Unauthorized
 
 
 def _presented(headers: list[tuple[bytes, bytes]]) -> bytes | None:

@@ -1,12 +1,15 @@
-"""The parent process: bind the port once, fork the workers, replace the ones that die, drain on SIGTERM.
+"""The parent process: bind the port once, fork the workers, replace the ones that die or freeze,
+drain on SIGTERM.
 
 It imports nothing heavy, so workers start from a small, clean process. Safe as PID 1 in a container:
-it reaps every child and forwards SIGTERM/SIGINT.
+it reaps every child and forwards SIGTERM/SIGINT. A worker that stops beating (``heartbeat.py``) is
+killed and replaced; SIGUSR1 from a worker (a repository change, ``control.py``) goes to every worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -19,13 +22,18 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from types import FrameType
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.config import ServeConfig
-from prebake.extend import PYTHON_PATH_VARS, REQUIREMENTS_VARS
+from prebake.errors import ConfigError
+from prebake.server import control
+from prebake.server.heartbeat import Heartbeats
 from prebake.server.logs import configure_logging
+from prebake.server.rescue import Rescue
 
 logger = logging.getLogger("prebake.supervisor")
 
+#: A worker silent this long (it beats twice a second) may be frozen: its late requests are answered for it.
+RESCUE_AFTER_S = 1.5
 FAST_CRASH_S = 2.0  # a worker dying this soon after start, repeatedly, is a crash loop
 MAX_FAST_CRASHES = 5
 #: The thread-pool sizes of OpenMP (torch, scikit-learn, XGBoost, LightGBM), MKL and OpenBLAS.
@@ -73,31 +81,97 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError unless ``host:port`` can be bound without SO_REUSEPORT, i.e. no other process listens
+    there. The workers' gRPC servers bind with SO_REUSEPORT to share the port, which would otherwise let
+    a second server start on it silently and take some of its connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = (
+                "another process is listening there" if error.errno == errno.EADDRINUSE else error.strerror
+            )
+            raise ConfigError(f"cannot listen for gRPC on {host}:{port}: {reason}") from None
+
+
 class Supervisor:
     def __init__(self, config: ServeConfig, sock: socket.socket) -> None:
         self.config = config
         self.sock = sock
         self.children: dict[int, float] = {}  # pid -> start time
+        self.slots: dict[int, int] = {}  # pid -> heartbeat slot
         self.stopping = False
-        self.metrics_dir = Path(tempfile.mkdtemp(prefix="prebake-metrics-"))
+        # Shared by the workers: metrics snapshots, the repository's wanted state (control.py).
+        self.state_dir = Path(tempfile.mkdtemp(prefix="prebake-state-"))
+        self.heartbeats = Heartbeats(config.workers)
+        self.rescue = Rescue(config.workers)
         self.fast_crashes = 0
+        self.spawned = 0
 
     def spawn(self) -> None:
-        from prebake.server.worker import run_worker  # imported before fork, once, in the parent
+        from prebake.server.worker import Shared, run_worker  # imported before fork, once, in the parent
 
+        slot = min(set(range(self.config.workers)) - set(self.slots.values()))
+        self.heartbeats.clear(slot)
+        self.rescue.clear(slot)
         pid = os.fork()
         if pid == 0:
             code = exits.FAILURE
             try:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, control.SIGNAL):
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent()
-                code = run_worker(self.config, self.sock, self.metrics_dir)
+                # The first workers listen while they load (probes answer); replacements load first, so
+                # none answers 503 beside workers that serve.
+                shared = Shared(
+                    self.state_dir,
+                    self.heartbeats,
+                    self.rescue,
+                    slot,
+                    initial=self.spawned < self.config.workers,
+                )
+                code = run_worker(self.config, self.sock, shared)
             finally:
                 # Skip interpreter teardown: a wedged daemon thread or the parent's atexit hooks must not run.
                 logging.shutdown()
                 os._exit(code)
         self.children[pid] = time.monotonic()
+        self.slots[pid] = slot
+        self.spawned += 1
+        self._publish_workers()
+
+    def _publish_workers(self) -> None:
+        with contextlib.suppress(ConfigError, OSError):
+            control.write_workers(self.state_dir, list(self.children))
+
+    def _forward_change(self, signum: int, frame: FrameType | None) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, control.SIGNAL)
+
+    def _check_heartbeats(self) -> None:
+        """Answer for a worker that stopped beating (its requests past their deadline get 504: it cannot
+        send them), and kill it once silent for the heartbeat timeout; the reaping replaces it."""
+        now = time.monotonic()
+        limit = self.config.heartbeat_timeout_s
+        for pid, slot in list(self.slots.items()):
+            last = self.heartbeats.last(slot)
+            if last and now - last > RESCUE_AFTER_S:
+                self.rescue.answer_late(slot, pid)
+            if last and now - last > limit:
+                self.rescue.answer_all(slot, pid)
+                logger.error(
+                    "worker %d has not been heard from for %.1f s (stopped, or a call holding the GIL); "
+                    "killing and replacing it",
+                    pid,
+                    now - last,
+                )
+                self.heartbeats.clear(slot)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
@@ -114,6 +188,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(control.SIGNAL, self._forward_change)
         for _ in range(self.config.workers):
             self.spawn()
         deadline: float | None = None
@@ -126,6 +201,8 @@ class Supervisor:
                 if pid == 0:
                     continue
                 started = self.children.pop(pid, time.monotonic())
+                self.slots.pop(pid, None)
+                self._publish_workers()
                 code = os.waitstatus_to_exitcode(status)
                 self._retire_metrics(pid)
                 if self.stopping:
@@ -147,17 +224,11 @@ class Supervisor:
                 self.spawn()
         finally:
             self.sock.close()
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         return result
 
     def _wait(self, deadline: float | None) -> tuple[int, int]:
-        if deadline is None:
-            try:
-                return os.waitpid(-1, 0)
-            except ChildProcessError:
-                self.children.clear()
-                return 0, 0
-        # Draining: poll, and kill what is still running at the deadline.
+        """The next child to exit; meanwhile, heartbeats are checked and, when draining, the deadline."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -166,6 +237,10 @@ class Supervisor:
                 return 0, 0
             if pid:
                 return pid, status
+            if deadline is None:
+                self._check_heartbeats()
+                time.sleep(0.1)
+                continue
             if time.monotonic() > deadline:
                 for child in list(self.children):
                     logger.warning("worker %d did not drain in time; killing it", child)
@@ -175,9 +250,9 @@ class Supervisor:
             time.sleep(0.05)
 
     def _retire_metrics(self, pid: int) -> None:
-        path = self.metrics_dir / f"{pid}.json"
+        path = self.state_dir / f"{pid}.json"
         with contextlib.suppress(OSError):
-            path.replace(self.metrics_dir / f"dead-{pid}.json")
+            path.replace(self.state_dir / f"dead-{pid}.json")
 
 
 def _die_with_parent() -> None:
@@ -200,22 +275,15 @@ def _describe(code: int) -> str:
 
 
 def serve(config: ServeConfig) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging(config.log_format, config.log_level)
-    # Only these variables make a start install or add anything; without them the extension code stays unimported.
-    if any(name in os.environ for name in (*REQUIREMENTS_VARS, *PYTHON_PATH_VARS)):
-        from prebake.errors import ConfigError
-        from prebake.extend.startup import activate, prepare
+    """Run the server until SIGTERM/SIGINT; returns the process exit code.
 
-        try:
-            # Extra packages once, before the workers fork: they inherit sys.path.
-            activate(prepare(os.environ, app_root=config.app_root, model_dir=config.model_dir))
-        except ConfigError as error:
-            logger.error("%s", error.message)
-            return exits.USAGE
+    Start-time packages are the command's to prepare, before this: workers inherit ``sys.path``."""
+    configure_logging(config.log_format, config.log_level)
     try:
         sock = bind(config.host, config.port)
-    except OSError as error:
+        if config.grpc_port is not None:
+            check_port_free(config.host, config.grpc_port)
+    except (OSError, ConfigError) as error:
         logger.error("%s", error)
         return exits.USAGE
     # Before any worker imports a framework: the libraries read these once, when first loaded.

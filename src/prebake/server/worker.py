@@ -1,33 +1,62 @@
-"""One worker process: load the models (init once), then serve HTTP (and gRPC) on the shared socket.
+"""One worker process: serve HTTP (and gRPC) on the shared socket, load the models (init once), serve.
+
+    build: the models (not loaded), the protocol routes, the pipeline, the HTTP and gRPC transports
+    start: listen (liveness answers at once; readiness once loaded), load on a thread, beat
+    stop:  SIGTERM drains HTTP and gRPC together, writes the last metrics, exits 0
 
 Exit codes tell the supervisor what happened: 0 after a clean drain, INIT_FAILED when loading failed
 (the whole server stops: a model that cannot load will not load on retry), RECYCLE when a wedged
-scoring call made this worker ask to be replaced.
+scoring call or repeated MemoryErrors made this worker ask to be replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import time
 import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.config import ServeConfig
 from prebake.errors import ConfigError, PrebakeError
 from prebake.http import Route
-from prebake.server import auth
-from prebake.server.backend import ModelEntry, ServerBackend
+from prebake.runtimes.base import ModelSettings
+from prebake.server import control
 from prebake.server.executor import Executor
+from prebake.server.heartbeat import Heartbeats
 from prebake.server.logs import AccessLog, configure_logging
 from prebake.server.metrics import Metrics
+from prebake.server.pipeline import build_pipeline
+from prebake.server.repository import ModelRepository
+from prebake.server.rescue import Rescue, WorkerTable
+from prebake.server.shm import SharedMemoryRegistry
 
 logger = logging.getLogger("prebake.worker")
 
 RECYCLE = 75  # EX_TEMPFAIL: replace me
+MEMORY_ERRORS_TO_RECYCLE = 3  # out of memory this many times within MEMORY_WINDOW_S: start afresh
+MEMORY_WINDOW_S = 60.0
+LOADING_NOTICE_S = 60.0  # a load still going after this long says so, and again every as long
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the supervisor shares with its workers."""
+
+    state_dir: Path | None  # metrics snapshots, repository control
+    heartbeats: Heartbeats | None
+    rescue: Rescue | None = None  # requests in progress, for the supervisor to answer if we freeze
+    slot: int = 0
+    initial: bool = True  # one of the first workers (they listen while loading), not a replacement
 
 
 def _prepare_environment(config: ServeConfig) -> None:
@@ -36,28 +65,46 @@ def _prepare_environment(config: ServeConfig) -> None:
         os.environ["AZUREML_MODEL_DIR"] = str(config.model_dir.resolve())
     if config.entry_script is not None:
         os.environ.setdefault("AZUREML_ENTRY_SCRIPT", str(config.entry_script))
-        os.environ["AML_APP_ROOT"] = str(config.app_root)  # where user swagger files are looked up
+        os.environ["AML_APP_ROOT"] = str(config.app_root.resolve())  # where user swagger files are found
         for path in (config.entry_script.parent, config.app_root, config.source_dir):
             if path is not None and str(path) not in sys.path:
                 sys.path.append(str(path))
 
 
-def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend, list[Route]]:
-    """Create (not load) the runtimes named by the config, and the protocol routes that front them."""
-    from prebake.protocols import azure
+def build_repository(
+    config: ServeConfig, metrics: Metrics, *, control_: control.Control | None = None
+) -> tuple[ModelRepository, list[Route]]:
+    """Create (not load) the models the config names, and the protocol routes that front them."""
+    from prebake.runtimes.registry import create_runtime
+
+    def with_policy(settings: ModelSettings) -> ModelSettings:
+        # The operator decides: a model's own settings file may refuse pickles, never allow them.
+        own = settings.parameters.get("allow_pickle")
+        settings.parameters["allow_pickle"] = config.allow_pickle and own is not False
+        return settings
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
-    backend = ServerBackend(executor, metrics)
+    control_ = control_ or control.Control(None, workers=1)
+    repository = ModelRepository(
+        executor,
+        metrics,
+        factory=create_runtime,
+        discover=_discoverer(config, with_policy),
+        control=control_,
+        # Registrations are the whole server's, recorded beside the repository state (shm.py).
+        shared_memory=SharedMemoryRegistry(control_.directory, allowed=config.allow_client_shm),
+    )
     swagger = None
     if config.entry_script is not None:
         from prebake.runtimes.entry_script import EntryScriptRuntime
 
-        script = EntryScriptRuntime(config.entry_script, debug=config.debug)
-        backend.add(ModelEntry(name="score", runtime=script), raw=True)
+        script = EntryScriptRuntime(
+            config.entry_script, debug=config.debug, app_root=config.app_root, model_dir=config.model_dir
+        )
+        repository.add("score", script)
         swagger = script.swagger
     if config.models or config.model_repository is not None:
         from prebake.runtimes.discover import find_models
-        from prebake.runtimes.registry import create_runtime
 
         found = find_models(list(config.models), repository=config.model_repository, device=config.device)
         if config.model_name:
@@ -67,66 +114,93 @@ def build_backend(config: ServeConfig, metrics: Metrics) -> tuple[ServerBackend,
                 )
             found[0].name = config.model_name
         for settings in found:
-            # A model's own settings file may allow or refuse pickles; otherwise the server's choice holds.
-            settings.parameters.setdefault("allow_pickle", config.allow_pickle)
-            runtime = create_runtime(settings)
-            backend.add(
-                ModelEntry(name=settings.name, runtime=runtime, settings=settings), raw=_is_raw(runtime)
-            )
-
-    from prebake.server import ops
-
-    routes = [*ops.routes(backend, metrics), *azure.routes(backend, swagger=swagger)]
-    routes.extend(_protocol_routes(backend, config))
-    from prebake.server import openapi
-
-    routes.append(openapi.route(routes, models=backend.model_names(), auth=bool(config.api_keys)))
-    return backend, routes
+            repository.add(settings.name, create_runtime(with_policy(settings)), settings)
+    return repository, protocol_routes(repository, config, swagger)
 
 
-def _is_raw(runtime: object) -> bool:
-    from prebake.runtimes.base import RawRuntime
+def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
+    """Finds a model folder added to --model-repository after the start (Triton's explicit control)."""
+    root = config.model_repository
+    if root is None:
+        return None
 
-    return isinstance(runtime, RawRuntime)
+    def discover(name: str) -> ModelSettings | None:
+        from prebake.runtimes.discover import model_from_path
+
+        path = root / name
+        if "/" in name or name.startswith(".") or not path.exists():
+            return None
+        settings = model_from_path(path, config.device)
+        settings.name = name
+        return with_policy(settings)
+
+    return discover
 
 
-def _protocol_routes(backend: ServerBackend, config: ServeConfig) -> list[Route]:
-    """Open Inference Protocol V2, KServe V1, SageMaker and Vertex AI, all on the one HTTP port."""
-    from prebake.protocols import sagemaker, v1, v2, vertex
+def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
+    """Every protocol's routes, on the one HTTP port."""
+    from prebake.protocols import azure, azure_mlflow, mlflow_scoring, sagemaker, v1, v2, vertex
+    from prebake.server import openapi, ops
 
-    return [
-        *v2.routes(backend, max_inflated_bytes=config.max_body_bytes),
-        *v1.routes(backend),
-        *sagemaker.routes(backend),
+    routes = [
+        *ops.routes(repository, repository.metrics),
+        *azure.routes(repository, swagger=swagger),
+        *v2.routes(repository, max_inflated_bytes=config.max_body_bytes),
+        *v1.routes(repository),
+        *sagemaker.routes(repository),
         *vertex.routes(
-            backend, health_route=config.health_route, predict_route=config.predict_route or "/predict"
+            repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
     ]
+    routes = mlflow_scoring.over(
+        repository, azure_mlflow.over(repository, routes)
+    )  # share /invocations, /score
+    routes.append(openapi.route(routes, models=repository.model_names(), auth=bool(config.api_keys)))
+    return routes
 
 
-def run_worker(config: ServeConfig, sock: socket.socket, metrics_dir: Path | None) -> int:
+def run_worker(config: ServeConfig, sock: socket.socket, shared: Shared) -> int:
     """Entry point of a forked worker; returns its exit code."""
     configure_logging(config.log_format, config.log_level)
     _limit_memory(config.max_worker_memory)
     _prepare_environment(config)
-    metrics = Metrics(metrics_dir)
+    if shared.heartbeats is not None:
+        shared.heartbeats.start_beating(shared.slot)
+    metrics = Metrics(shared.state_dir)
     try:
         if config.grpc_port is not None:
             _check_grpc()
-        backend, routes = build_backend(config, metrics)
-        backend.load_all()
+        repository, routes = build_repository(
+            config, metrics, control_=control.Control(shared.state_dir, workers=config.workers)
+        )
     except PrebakeError as error:
-        # The cause chain holds the user's own traceback (init() raising, a file missing...).
-        logger.error("init failed: %s\n%s", error.message, traceback.format_exc())
-        return exits.INIT_FAILED
+        _log_init_failure(error)
+        return exits.USAGE if isinstance(error, ConfigError) else exits.INIT_FAILED
     except BaseException:
         logger.error("init failed:\n%s", traceback.format_exc())
         return exits.INIT_FAILED
     try:
-        return _serve(config, sock, backend, routes, metrics)
+        listen_first = shared.initial or config.workers == 1
+        table = None
+        if shared.rescue is not None:
+            table = shared.rescue.worker(shared.slot, sorted({r.error_body for r in routes}, key=id))
+        return _serve(config, sock, repository, routes, metrics, listen_first=listen_first, rescue=table)
     except BaseException:
         logger.error("worker crashed:\n%s", traceback.format_exc())
         return exits.FAILURE
+
+
+def _log_init_failure(error: PrebakeError) -> None:
+    # One message, and the user's own traceback once (an import or init() that raised), never ours.
+    cause = error.traceback or _user_traceback(error)
+    logger.error("init failed: %s%s", error.message, f"\n{cause}" if cause else "")
+
+
+def _user_traceback(error: BaseException) -> str:
+    cause = error.__cause__
+    if cause is None or isinstance(cause, PrebakeError):
+        return ""
+    return "".join(traceback.format_exception(cause))
 
 
 def _limit_memory(limit: int | None) -> None:
@@ -153,6 +227,14 @@ def _check_grpc() -> None:
         ) from None
 
 
+def _unmatched_error_body(config: ServeConfig) -> Any:
+    """An entry-script server answers unknown paths as azmlinfsrv does, ``{"message": ...}``."""
+    from prebake.http import v2_error_body
+    from prebake.protocols import azure
+
+    return azure.error_body if config.entry_script is not None else v2_error_body
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -162,84 +244,188 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def _serve(
-    config: ServeConfig, sock: socket.socket, backend: ServerBackend, routes: list[Route], metrics: Metrics
+    config: ServeConfig,
+    sock: socket.socket,
+    repository: ModelRepository,
+    routes: list[Route],
+    metrics: Metrics,
+    *,
+    listen_first: bool = True,
+    rescue: WorkerTable | None = None,
 ) -> int:
+    """Serve until SIGTERM. ``listen_first``: answer probes (liveness 200, readiness 503) while the models
+    load; otherwise load, then listen."""
     import uvicorn
 
-    from prebake.server.app import App
     from prebake.server.headtimeout import with_head_timeout
+    from prebake.server.http_transport import HttpTransport
 
-    app = App(
-        routes,
-        metrics=metrics,
-        access_log=AccessLog(config.log_format) if config.access_log else None,
-        max_body_bytes=config.max_body_bytes,
-        cors_origins=config.cors_origins,
-        debug=config.debug,
-        api_keys=config.api_keys,
-        max_header_bytes=config.max_header_bytes,
-    )
-    uv_config = uvicorn.Config(
-        app,
-        http=with_head_timeout(config.header_timeout_s),
-        ws="none",  # no websocket routes: skips importing a websocket stack at every start
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(config.graceful_timeout_s),
-        timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
-        server_header=False,
-        proxy_headers=False,
-        limit_concurrency=config.limit_concurrency,  # past it: 503 at once instead of an unbounded queue  # no proxy in front by default; saves a middleware hop per request
-        date_header=False,
-    )
-    server = uvicorn.Server(uv_config)
     exit_code = exits.OK
+    memory_errors: list[float] = []
 
-    def wedged(reason: str) -> None:
+    def replace_me(reason: str) -> None:
         nonlocal exit_code
-        logger.error("%s; replacing this worker (SCORING_TIMEOUT_MS=%d)", reason, config.timeout_ms)
+        logger.error("%s; replacing this worker", reason)
         exit_code = RECYCLE
         # Stop accepting now (not at uvicorn's next 0.1 s tick), so no new connection lands here.
         for listener in getattr(server, "servers", []):
             listener.close()
-        backend.executor.close()
+        repository.executor.close()
         server.should_exit = True
 
-    backend.executor.on_wedged = wedged
+    def on_memory_error() -> None:
+        now = time.monotonic()
+        memory_errors[:] = [t for t in memory_errors if now - t < MEMORY_WINDOW_S] + [now]
+        if len(memory_errors) >= MEMORY_ERRORS_TO_RECYCLE and exit_code == exits.OK:
+            replace_me(f"{len(memory_errors)} requests ran out of memory within {MEMORY_WINDOW_S:g} s")
+
+    pipeline = build_pipeline(
+        metrics=metrics,
+        access_log=AccessLog(config.log_format) if config.access_log else None,
+        known_model=repository.has,
+        api_keys=config.api_keys,
+        max_header_bytes=config.max_header_bytes,
+        max_body_bytes=config.max_body_bytes,
+        limit_concurrency=config.limit_concurrency,
+        timeout_s=config.timeout_s,
+        rescue=rescue,
+        debug=config.debug,
+        on_memory_error=on_memory_error,
+    )
+    transport = HttpTransport(
+        routes,
+        pipeline,
+        max_body_bytes=config.max_body_bytes,
+        body_timeout_s=config.body_timeout_s,
+        cors_origins=config.cors_origins,
+        unmatched_error_body=_unmatched_error_body(config),
+    )
+    server = _uvicorn_server(
+        uvicorn.Config(
+            transport,
+            http=with_head_timeout(config.header_timeout_s),
+            ws="none",  # no websocket routes: skips importing a websocket stack at every start
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=int(config.graceful_timeout_s),
+            timeout_keep_alive=65,  # above common load balancers' idle timeouts, so they close first
+            server_header=False,
+            proxy_headers=False,  # no proxy in front by default; saves a middleware hop per request
+            date_header=False,
+        )
+    )
+    repository.executor.on_wedged = lambda reason: replace_me(
+        f"{reason} (SCORING_TIMEOUT_MS={config.timeout_ms})"
+    )
+
+    async def load() -> None:
+        nonlocal exit_code
+        started = time.monotonic()
+        loading = asyncio.ensure_future(asyncio.to_thread(repository.load_all))
+        try:
+            while True:
+                left = (
+                    None
+                    if config.init_timeout_s is None
+                    else config.init_timeout_s - (time.monotonic() - started)
+                )
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait(
+                    {loading}, timeout=min(LOADING_NOTICE_S, left or LOADING_NOTICE_S)
+                )
+                if done:
+                    loading.result()
+                    return
+                logger.warning("still loading models, %.0f s so far", time.monotonic() - started)
+        except TimeoutError:
+            logger.error(
+                "init failed: the models were not loaded within %g s (PREBAKE_INIT_TIMEOUT_S / --init-timeout)",
+                config.init_timeout_s,
+            )
+        except PrebakeError as error:
+            _log_init_failure(error)
+        except Exception:
+            logger.error("init failed:\n%s", traceback.format_exc())
+        exit_code = exits.INIT_FAILED
+        server.should_exit = True
 
     async def main() -> None:
+        nonlocal exit_code
         loop = asyncio.get_running_loop()
-        backend.executor.start(loop)
+        repository.executor.start(loop)
         grpc_server = None
         if config.grpc_port is not None:
             from prebake.protocols import v2_grpc
+            from prebake.server.grpc_transport import start_grpc
 
-            keys = config.api_keys
-            grpc_server = await v2_grpc.start(
-                backend,
-                host=config.host,
-                port=config.grpc_port,
-                max_message_bytes=config.max_body_bytes,
-                authorize=(lambda metadata: auth.check(keys, metadata)) if keys else None,
-            )
+            try:
+                grpc_server = await start_grpc(
+                    lambda s: v2_grpc.register(s, repository),
+                    pipeline,
+                    host=config.host,
+                    port=config.grpc_port,
+                    max_message_bytes=config.max_body_bytes,
+                )
+            except ConfigError as error:
+                logger.error("%s", error.message)
+                exit_code = exits.USAGE
+                return
+        grpc_stopping: asyncio.Future[Any] | None = None
+
+        def on_term() -> None:
+            nonlocal grpc_stopping
+            server.should_exit = True
+            if grpc_server is not None and grpc_stopping is None:
+                # gRPC drains beside HTTP: in-flight calls finish, new ones are refused.
+                grpc_stopping = asyncio.ensure_future(grpc_server.stop(config.graceful_timeout_s))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_term)
+        loop.add_signal_handler(control.SIGNAL, lambda: asyncio.ensure_future(repository.reconcile()))
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
+        if listen_first:
+            repository.control.mark_status("loading")
+            loader = asyncio.ensure_future(load())
+        else:
+            await load()
+            if exit_code != exits.OK:
+                publisher.cancel()
+                return
+            loader = asyncio.ensure_future(asyncio.sleep(0))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
             await server.serve(sockets=[sock])
         finally:
+            loader.cancel()
             publisher.cancel()
             metrics.write_snapshot()
             if grpc_server is not None:
-                await grpc_server.stop(config.graceful_timeout_s)
+                on_term()
+                assert grpc_stopping is not None
+                await grpc_stopping
 
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(main())
     finally:
-        backend.executor.close()
+        repository.executor.close()
     return exit_code
+
+
+def _uvicorn_server(config: Any) -> Any:
+    """uvicorn's server, minus its signal handling: the worker's own handlers drain HTTP and gRPC
+    together (uvicorn's re-raise the signal once it returns, which would skip the worker's cleanup)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 async def _publish_metrics(metrics: Metrics) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.cli.deploy import deploy
 from prebake.deploy.kubernetes import manifests
 from prebake.deploy.render import dump_all

@@ -159,4 +159,4 @@ def test_server_arguments_are_flags_prebake_serve_accepts(golden: str) -> None:
     args = _by_kind(SPECS[golden])["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     context = serve.make_context("serve", ["--host", "0.0.0.0", *args])
     assert context.params["port"] == 5001
-    assert context.params["graceful_timeout"] == SPECS[golden].graceful_timeout_s
+    assert context.params["graceful_timeout_s"] == SPECS[golden].graceful_timeout_s

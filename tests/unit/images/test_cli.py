@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from prebake.cli import exits
+from prebake import exits
 from prebake.images.catalog import load_catalog
 
 CATALOG = load_catalog()

@@ -23,8 +23,11 @@ import uvicorn
 
 from prebake.errors import ModelNotReady, NotFound, PrebakeError
 from prebake.http import Route
-from prebake.server.app import App
+from prebake.server.http_transport import HttpTransport
 from prebake.server.metrics import Metrics
+from prebake.server.model import select_outputs
+from prebake.server.pipeline import build_pipeline
+from prebake.server.shm import SharedMemoryRegistry
 from prebake.testing import free_port
 from prebake.types import (
     InferenceRequest,
@@ -56,6 +59,7 @@ class ComputingBackend:
         self.states["cold"] = "UNAVAILABLE"
         self.requests: list[InferenceRequest] = []
         self.raw_requests: list[RawRequest] = []
+        self.regions = SharedMemoryRegistry(None, allowed=False)
 
     def live(self) -> bool:
         return True
@@ -79,7 +83,10 @@ class ComputingBackend:
             raise NotFound(f"model {name!r} has no version {version!r}")
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        self._known(name, version)
+        try:
+            self._known(name, version)
+        except NotFound:
+            return False  # as Triton: a model it does not have is not ready
         return self.states[name] == "READY"
 
     def metadata(self, name: str, version: str | None = None) -> ModelMetadata:
@@ -98,7 +105,11 @@ class ComputingBackend:
             self._known(each, version)
         return [{"name": each, "version": version or "", "inference_count": 0} for each in names]
 
-    async def load(self, name: str) -> None:
+    def max_batch_size(self, name: str, version: str | None = None) -> int:
+        self._known(name, version)
+        return 0
+
+    async def load(self, name: str, config: dict[str, Any] | None = None) -> None:
         self._known(name)
         self.states[name] = "READY"
 
@@ -131,7 +142,16 @@ class ComputingBackend:
             }
         else:
             raise PrebakeError(f"model {name!r} takes raw requests only", status=400)
-        return InferenceResponse(outputs=outputs, model_name=name, model_version=version, parameters={})
+        # As the server's served model does: the requested outputs, name, version and id, once.
+        return InferenceResponse(
+            outputs=select_outputs(outputs, request.outputs),
+            model_name=name,
+            model_version=version,
+            id=request.id,
+        )
+
+    def shared_memory(self) -> SharedMemoryRegistry:
+        return self.regions
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult:
         self.raw_requests.append(request)
@@ -144,8 +164,11 @@ class ComputingBackend:
         )
 
 
-def make_app(routes: list[Route]) -> App:
-    return App(routes, metrics=Metrics(), access_log=None, max_body_bytes=8 * 1024 * 1024)
+def make_app(routes: list[Route]) -> HttpTransport:
+    """The real HTTP transport and pipeline in front of ``routes`` (no auth, no access log)."""
+    metrics = Metrics()
+    pipeline = build_pipeline(metrics=metrics, access_log=None, known_model=METADATA.__contains__)
+    return HttpTransport(routes, pipeline, max_body_bytes=8 * 1024 * 1024)
 
 
 def call(routes: list[Route], method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -182,16 +205,22 @@ def served(routes: list[Route]) -> Iterator[str]:
 
 
 @contextmanager
-def served_grpc(backend: ComputingBackend, **options: Any) -> Iterator[str]:
-    """v2_grpc.start() on an event loop in a thread, for synchronous clients (tritonclient.grpc)."""
+def served_grpc(backend: ComputingBackend, api_keys: tuple[bytes, ...] = (), **options: Any) -> Iterator[str]:
+    """The V2 servicer on the server's real gRPC transport and pipeline, on an event loop in a thread,
+    for synchronous clients (tritonclient.grpc)."""
     from prebake.protocols import v2_grpc
+    from prebake.server.grpc_transport import start_grpc
 
     port = free_port()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    pipeline = build_pipeline(
+        metrics=Metrics(), access_log=None, known_model=METADATA.__contains__, api_keys=api_keys
+    )
     server = asyncio.run_coroutine_threadsafe(
-        v2_grpc.start(backend, host="127.0.0.1", port=port, **options), loop
+        start_grpc(lambda s: v2_grpc.register(s, backend), pipeline, host="127.0.0.1", port=port, **options),
+        loop,
     ).result(10)
     try:
         yield f"127.0.0.1:{port}"

@@ -50,7 +50,7 @@ def test_model_config_from_metadata(routes: list[v2.Route]) -> None:
     """GET .../config answers a Triton-style configuration built from the model's metadata."""
     doc = call(routes, "GET", "/v2/models/double/config").json()
     assert doc["name"] == "double" and doc["max_batch_size"] == 0
-    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 2]}]
+    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 2], "format": "FORMAT_NONE"}]
     assert call(routes, "GET", "/v2/models/nope/config").status_code == 404
 
 
@@ -242,6 +242,15 @@ def test_repository_index_load_unload(routes: list[v2.Route]) -> None:
         == 200
     )
     assert call(routes, "GET", "/v2/models/cold/ready").status_code == 503
-    refused = call(routes, "POST", "/v2/repository/models/cold/load", json={"parameters": {"config": "{}"}})
-    assert refused.status_code == 400 and "config" in refused.json()["error"]
+    refused = call(
+        routes, "POST", "/v2/repository/models/cold/load", json={"parameters": {"config": "{nope"}}
+    )
+    assert refused.status_code == 400 and "failed to load 'cold'" in refused.json()["error"]
+    unsupported = call(
+        routes,
+        "POST",
+        "/v2/repository/models/cold/load",
+        json={"parameters": {"config": '{"instance_group": [{"count": 2}]}'}},
+    )
+    assert unsupported.status_code == 400 and "instance_group" in unsupported.json()["error"]
     assert call(routes, "POST", "/v2/repository/models/nope/load").status_code == 404

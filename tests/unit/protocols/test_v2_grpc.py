@@ -1,5 +1,5 @@
 """Open Inference Protocol V2 over gRPC: our generated stubs and tritonclient.grpc, unchanged, against
-v2_grpc.start() on a real port with a backend that computes."""
+the V2 servicer on the server's gRPC transport (a real port) with a backend that computes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
-from prebake.protocols import v2_grpc
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2 as pb
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+from prebake.server.grpc_transport import grpc_code
 
 from .backend import ComputingBackend, served_grpc
 
@@ -165,23 +165,17 @@ def test_tritonclient_grpc_health_metadata_repository(triton: grpcclient.Inferen
 
 def test_grpc_code_mapping() -> None:
     """Each PrebakeError status maps to the gRPC code a client would look for."""
-    assert v2_grpc.grpc_code(400) == grpc.StatusCode.INVALID_ARGUMENT
-    assert v2_grpc.grpc_code(404) == grpc.StatusCode.NOT_FOUND
-    assert v2_grpc.grpc_code(503) == grpc.StatusCode.UNAVAILABLE
-    assert v2_grpc.grpc_code(504) == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert v2_grpc.grpc_code(500) == grpc.StatusCode.INTERNAL
-    assert v2_grpc.grpc_code(418) == grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_code(400) == grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_code(404) == grpc.StatusCode.NOT_FOUND
+    assert grpc_code(503) == grpc.StatusCode.UNAVAILABLE
+    assert grpc_code(504) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert grpc_code(500) == grpc.StatusCode.INTERNAL
+    assert grpc_code(418) == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_authorize_guards_all_but_the_probes() -> None:
-    """With an authorize check, calls without the key are UNAUTHENTICATED; the live/ready probes stay open."""
-    from prebake.errors import Unauthorized
-
-    def authorize(metadata: list[tuple[bytes, bytes]]) -> None:
-        if (b"authorization", b"Bearer s3cret") not in metadata:
-            raise Unauthorized("this server needs an API key")
-
-    with served_grpc(ComputingBackend(), authorize=authorize) as address:
+def test_api_keys_guard_all_but_the_probes() -> None:
+    """With API keys, calls without one are UNAUTHENTICATED; the live/ready probes stay open."""
+    with served_grpc(ComputingBackend(), api_keys=(b"s3cret",)) as address:
         client = grpcclient.InferenceServerClient(address)
         try:
             assert client.is_server_live() and client.is_server_ready()
@@ -206,7 +200,10 @@ def test_raw_and_typed_contents_together_are_refused(stub: pb_grpc.GRPCInference
     )
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in info.value.details()
+    assert (
+        info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "contents field must not be specified" in info.value.details()
+    )
 
 
 def test_tritonclient_stream_infer(url: str) -> None:

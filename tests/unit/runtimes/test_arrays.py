@@ -11,7 +11,6 @@ from prebake.runtimes.arrays import (
     TensorCheck,
     name_outputs,
     numpy_dtype,
-    select_outputs,
     v2_datatype,
 )
 from prebake.types import InferenceRequest
@@ -68,10 +67,6 @@ def test_output_naming_and_selection() -> None:
     assert list(name_outputs((np.zeros(1), np.ones(1)))) == ["output-0", "output-1"]
     assert list(name_outputs({"p": [1]})) == ["p"]
     assert list(name_outputs(np.zeros(1), ["y"])) == ["y"]
-    outputs = {"a": np.zeros(1), "b": np.ones(1)}
-    assert list(select_outputs(outputs, ["b"])) == ["b"]
-    with pytest.raises(InvalidInput, match="unknown output 'c'"):
-        select_outputs(outputs, ["c"])
 
 
 def test_datatypes_round_trip() -> None:

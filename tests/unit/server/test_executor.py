@@ -50,10 +50,11 @@ def test_errors_reach_the_caller() -> None:
     asyncio.run(main())
 
 
-def test_deadline_answers_timeout_and_reports_a_wedged_thread() -> None:
-    """Past the deadline the caller gets ScoringTimeout at once; a call still stuck later is reported wedged."""
+def test_deadline_answers_timeout_and_the_next_call_runs_at_once() -> None:
+    """Past the deadline the caller gets ScoringTimeout at once, and a fresh thread takes the next call
+    while the stuck one sleeps on; a stuck call that only waits is not reported wedged."""
 
-    async def main() -> tuple[float, list[str]]:
+    async def main() -> tuple[float, float, list[str]]:
         executor = Executor(1, timeout_s=0.2)
         executor.start(asyncio.get_running_loop())
         reports: list[str] = []
@@ -62,13 +63,41 @@ def test_deadline_answers_timeout_and_reports_a_wedged_thread() -> None:
         with pytest.raises(ScoringTimeout):
             await executor.run(time.sleep, 3)
         elapsed = time.monotonic() - started
+        started = time.monotonic()
+        assert await executor.run(abs, -5) == 5
+        next_call = time.monotonic() - started
         await asyncio.sleep(1.3)
         executor.close()
-        return elapsed, reports
+        return elapsed, next_call, reports
 
-    elapsed, reports = asyncio.run(main())
+    elapsed, next_call, reports = asyncio.run(main())
     assert elapsed < 1.0
-    assert len(reports) == 1 and "past its timeout" in reports[0]
+    assert next_call < 0.5
+    assert reports == []
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_a_stuck_call_that_keeps_a_core_busy_is_reported_wedged() -> None:
+    """A call spinning past its deadline and the grace period after it makes the worker ask to be replaced."""
+
+    async def main() -> list[str]:
+        executor = Executor(1, timeout_s=0.2)
+        executor.start(asyncio.get_running_loop())
+        reports: list[str] = []
+        executor.on_wedged = reports.append
+        with pytest.raises(ScoringTimeout):
+            await executor.run(_spin, 2.5)
+        await asyncio.sleep(1.4)
+        executor.close()
+        return reports
+
+    reports = asyncio.run(main())
+    assert len(reports) == 1 and "past its timeout" in reports[0] and "of a core" in reports[0]
 
 
 def test_closed_executor_refuses_with_retryable_error() -> None:
