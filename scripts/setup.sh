@@ -15,7 +15,7 @@ apt_install() {
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   [[ ${#missing[@]} == 0 ]] && return 0
   echo "setup: installing ${missing[*]} with apt-get"
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 python=${PYTHON:-python3}
@@ -47,6 +47,9 @@ if [[ $want_tests == 1 ]]; then
     echo "setup: npm not found; the Azure storage tests will skip (apt-get install nodejs npm)"
   fi
   if [[ -x scripts/install-podman.sh ]]; then scripts/install-podman.sh || echo "setup: podman not installed; image tests will skip"; fi
+  # The image tests start their own dockerd (Debian's docker.io, BuildKit built into its client) and a TLS
+  # registry with basic auth (docker-registry, the CNCF distribution registry); nothing is started here.
+  apt_install docker.io docker-registry || echo "setup: docker.io / docker-registry not installed; docker and registry tests will skip"
 else
   "${pip[@]}" -e '.[sklearn]'
 fi

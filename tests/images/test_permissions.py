@@ -1,14 +1,13 @@
 """Files only their owner may read, mounted into the real scikit-learn image (uid 1000) by `prebake check`
 and `prebake run`: a readable copy is mounted instead, and the output says so.
 
-Runs where the image tests run (CI=true, or PREBAKE_IMAGE_TESTS=1 with podman); builds the image with
-`prebake base` + `prebake build` where no earlier test built it.
+Runs where the image tests run (CI=true, or PREBAKE_IMAGE_TESTS=1); the image is built once per session
+(conftest.Builds).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ import pytest
 from prebake.images.catalog import Image, load_catalog
 from prebake.images.engine import Engine, engine_environment
 from prebake.images.smoke import free_port
+
+from .conftest import Builds
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
@@ -44,31 +45,15 @@ def run(raw):
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    in_ci = os.environ.get("CI") == "true"
-    if not in_ci and os.environ.get("PREBAKE_IMAGE_TESTS") != "1":
-        pytest.skip("image tests take minutes: set PREBAKE_IMAGE_TESTS=1 (CI=true runs them always)")
-    if shutil.which("podman") is None:
-        if in_ci:
-            pytest.fail("CI=true but podman is not installed (scripts/install-podman.sh)")
-        pytest.skip("podman is not installed (scripts/install-podman.sh installs it on Debian)")
-    return Engine.find("podman")
+def engine(podman: Engine) -> Engine:
+    return podman
 
 
 @pytest.fixture(scope="module")
-def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Image:
-    """The catalog's scikit-learn image, built here only if no earlier test built it."""
-    found = load_catalog().get(SKLEARN)
-    if not engine.image_exists(found.reference):
-        from prebake.images.base import bootstrap_base
-        from prebake.images.build import build_image, build_prebake_wheel
-
-        bootstrap_base(engine)
-        wheel = build_prebake_wheel(tmp_path_factory.mktemp("wheel"))
-        build_image(found, load_catalog(), engine, prebake_wheel=wheel, base="local",
-                    ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
-                    output_root=tmp_path_factory.mktemp("out"))  # fmt: skip
-    return found
+def image(engine: Engine, builds: Builds) -> Image:
+    """The catalog's scikit-learn image, built once per session (conftest.Builds)."""
+    builds.get("podman", SKLEARN)
+    return load_catalog().get(SKLEARN)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from prebake import exits
+from prebake.cli.options import REGISTRY
 
 CONFIGMAP_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 
@@ -22,12 +23,22 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _catalog_image(name: str) -> Any:
-    from prebake.errors import NotFound
+def _catalog(registry: str | None) -> Any:
+    """The catalog, its references under ``registry`` (--registry) when given."""
+    from prebake.errors import ConfigError
     from prebake.images.catalog import load_catalog
 
     try:
-        return load_catalog().get(name)
+        return load_catalog(registry=registry)
+    except ConfigError as error:
+        _fail(error.message, exits.USAGE)
+
+
+def _catalog_image(name: str, registry: str | None = None) -> Any:
+    from prebake.errors import NotFound
+
+    try:
+        return _catalog(registry).get(name)
     except NotFound as error:
         _fail(error.message, exits.NOT_FOUND)
 
@@ -39,12 +50,11 @@ def _repository(reference: str) -> str:
     return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
-def resolve_image(image: str) -> tuple[str, bool]:
-    """(reference, whether it is a GPU image): a catalog name becomes its registry reference; a reference
-    (with '/' or ':') is used as given, and is a CPU image unless --gpus says otherwise."""
-    from prebake.images.catalog import load_catalog
-
-    catalog = load_catalog()
+def resolve_image(image: str, registry: str | None = None) -> tuple[str, bool]:
+    """(reference, whether it is a GPU image): a catalog name becomes its registry reference (under
+    ``registry`` when given); a reference (with '/' or ':') is used as given, and is a CPU image unless
+    --gpus says otherwise."""
+    catalog = _catalog(registry)
     if "/" in image or ":" in image:
         repository = _repository(image)
         for entry in catalog.images:
@@ -52,9 +62,9 @@ def resolve_image(image: str) -> tuple[str, bool]:
                 return image, entry.gpu  # a catalog image at another tag or digest
         if repository.startswith(f"{catalog.registry}/"):
             # Under prebake's own registry, a name the catalog does not list is a typo, not a custom image.
-            _catalog_image(repository.removeprefix(f"{catalog.registry}/"))
+            _catalog_image(repository.removeprefix(f"{catalog.registry}/"), registry)
         return image, False
-    found = _catalog_image(image)
+    found = _catalog_image(image, registry)
     return str(found.reference), bool(found.gpu)
 
 
@@ -174,8 +184,15 @@ def deploy() -> None:
     is_flag=True,
     help="Let the server load pickle/joblib models (they run code).",
 )
+@REGISTRY
 def k8s(
-    name: str, image: str | None, entry_script: Path | None, output: str, force: bool, **options: Any
+    name: str,
+    image: str | None,
+    entry_script: Path | None,
+    output: str,
+    force: bool,
+    registry: str | None,
+    **options: Any,
 ) -> None:
     """Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for model NAME."""
     from prebake.deploy.kubernetes import manifests
@@ -198,7 +215,7 @@ def k8s(
             )
     if image is None:
         image = recommended_image(options.get("model"), entry_script, gpu=bool(options["gpus"]))
-    reference, gpu_image = resolve_image(image)
+    reference, gpu_image = resolve_image(image, registry)
     if options["gpus"] is None:
         options["gpus"] = 1 if gpu_image else 0
     try:
@@ -241,6 +258,7 @@ def k8s(
     is_flag=True,
     help="Let the runtimes load pickle/joblib models (they run code).",
 )
+@REGISTRY
 def kserve(
     images: tuple[str, ...],
     namespaced: bool,
@@ -254,14 +272,15 @@ def kserve(
     output: str,
     force: bool,
     allow_pickle: bool,
+    registry: str | None,
 ) -> None:
     """KServe runtimes for catalog images, and optionally an InferenceService that uses one."""
     from prebake.deploy import kserve as ks
     from prebake.deploy.render import dump_all
     from prebake.deploy.spec import DeployError, check_name
-    from prebake.images.catalog import load_catalog
 
-    chosen = [_catalog_image(name) for name in images] or list(load_catalog().images)
+    catalog = _catalog(registry)
+    chosen = [_catalog_image(name, registry) for name in images] or list(catalog.images)
     if namespaced and not namespace:
         _fail("--namespaced needs --namespace NS", exits.USAGE)
     if (isvc is None) != (storage_uri is None):
@@ -278,7 +297,7 @@ def kserve(
             )
         kind: ks.RuntimeKind = "ServingRuntime" if namespaced else "ClusterServingRuntime"
         # Auto-selection is decided over the whole catalog, so writing one runtime never changes which wins.
-        auto = ks.auto_selected(load_catalog().images)
+        auto = ks.auto_selected(catalog.images)
         runtimes = [
             ks.serving_runtime(
                 image,
