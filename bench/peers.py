@@ -39,6 +39,14 @@ PEERS = {
         # uvloop 0.22 raises in asyncio.get_event_loop() where MLServer 1.7.1's parallel workers call it
         # (each worker dies at start, every model fails to load); 0.21 is the release MLServer 1.7.1 shipped with.
         Peer("mlserver", ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"), "mlserver_sklearn"),
+        # MLflow's own scoring server (`mlflow models serve`, FastAPI on uvicorn) and MLServer's MLflow runtime,
+        # for the mlflow suite; cloudpickle loads the suite's model whatever mlflow each one brings.
+        Peer("mlflow", ("mlflow==3.17.2", "cloudpickle"), "mlflow.pyfunc.scoring_server"),
+        Peer(
+            "mlserver-mlflow",
+            ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22", "cloudpickle"),
+            "mlserver_mlflow",
+        ),
         # prebake and the floor, from this checkout, with only what an sklearn image ships: the project venv
         # also holds the test tools (pandas among them, which scikit-learn then imports: +0.6 s, +40 MB).
         Peer("prebake", ("-e", str(ROOT), "starlette", "uvloop", "httptools"), "prebake.cli"),

@@ -195,6 +195,29 @@ def _targets_protocols(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _targets_mlflow(record: dict[str, Any]) -> list[str]:
+    """Issue #15: prebake >= 3x `mlflow models serve` and >= 2x MLServer's mlflow runtime on requests/s at
+    c=8 and c=32, p99 lower, for 1 and 64 rows a request."""
+    idx = _index(record, "mlflow")
+    lines = ["| target (issue #15) | measured | verdict |", "|---|---|---|"]
+    for workload in ("mlflow-iris", "mlflow-iris-64"):
+        for c in (8, 32):
+            if c not in record["plan"]["concurrency"]:
+                continue
+            ours = _load(idx.get(("prebake-mlflow", workload)), c)
+            for peer, need in (("mlflow", 3.0), ("mlserver-mlflow", 2.0)):
+                theirs = _load(idx.get((peer, workload)), c)
+                lines.append(
+                    _ratio_row(f"{workload} c={c}: requests/s >= {need:g}x {peer}", _both(ours, theirs), need)
+                )
+                p_a, p_b = ours and ours["p99_ms"], theirs and theirs["p99_ms"]
+                ok = None if p_a is None or p_b is None else p_a < p_b
+                lines.append(
+                    f"| {workload} c={c}: p99 below {peer} | {_fmt(p_a, '.2f')} vs {_fmt(p_b, '.2f')} ms | {_verdict(ok)} |"
+                )
+    return lines
+
+
 def _loads(record: dict[str, Any], start: int) -> str:
     values = record.get("loadavg") or []
     return "/".join(f"{x:.2f}" for x in values[start : start + 3]) or "?"
@@ -266,6 +289,23 @@ def render(record: dict[str, Any]) -> str:
             *_per_server(record, "protocols"),
             "",
             *_targets_protocols(record),
+            "",
+        ]
+    if any(r["suite"] == "mlflow" for r in record["results"]):
+        out += [
+            "## MLflow models (issue #15)",
+            "",
+            "The iris LogisticRegression saved by `mlflow.sklearn.save_model` (cloudpickle, column signature), "
+            "`dataframe_split` JSON to `/invocations`, 1 row (`mlflow-iris`) and 64 rows (`mlflow-iris-64`) a "
+            "request: `prebake serve DIR`, `mlflow models serve --env-manager local` (one uvicorn worker) and "
+            "MLServer 1.7.1 with mlserver-mlflow 1.7.1 (its MLflow-compatible `/invocations`, inference in the "
+            "HTTP process).",
+            "",
+            *_table(record, "mlflow"),
+            "",
+            *_per_server(record, "mlflow"),
+            "",
+            *_targets_mlflow(record),
             "",
         ]
     return "\n".join(out)

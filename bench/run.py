@@ -16,6 +16,9 @@ Two suites:
   batching off and on, MLServer 1.7.1 with adaptive batching off and on, and the floor (one predict a request).
 - ``protocols`` (issue #4): iris, 1 row/request, no batching anywhere: prebake over V2 and KServe V1 against
   MLServer 1.7.1 (V2) and KServe 0.21's model server (V1 and V2).
+- ``mlflow`` (issue #15): the iris model saved by mlflow, 1 and 64 rows a request as ``dataframe_split`` JSON to
+  ``/invocations``: ``prebake serve DIR`` against ``mlflow models serve`` (3.17.2) and MLServer 1.7.1 with
+  mlserver-mlflow; cold start for each.
 
     .venv/bin/python bench/run.py --render A.json B.json   # docs/benchmarks.md from saved runs, merged
 """
@@ -66,6 +69,10 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[models.Workload, ...]]] = {
         (models.IRIS,),
     ),
     "protocols": (("prebake-v2", "prebake-v1", "mlserver", "kserve", "kserve-v2"), (models.IRIS,)),
+    "mlflow": (
+        ("prebake-mlflow", "mlflow", "mlserver-mlflow"),
+        (models.MLFLOW_IRIS, models.MLFLOW_IRIS_64),
+    ),
 }
 
 
@@ -266,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for workload in models.WORKLOADS.values():
         models.ensure(workload)
+    chosen_suites = args.suite or list(SUITES)
+    if "mlflow" in chosen_suites:
+        models.ensure(models.MLFLOW_IRIS)
     if not args.no_peers:
-        for name in ("prebake", "azmlinfsrv", "mlserver", "kserve"):
+        wanted = ["prebake", "azmlinfsrv", "mlserver", "kserve"]
+        wanted += ["mlflow", "mlserver-mlflow"] if "mlflow" in chosen_suites else []
+        for name in wanted:
             try:
                 print(f"peer {name}: {peers.ensure(peers.PEERS[name])}", flush=True)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
@@ -278,17 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="logs-", dir=RESULTS))
     results: list[ServerResult] = []
-    for suite in args.suite or list(SUITES):
+    for suite in chosen_suites:
         names, workloads = SUITES[suite]
         print(f"suite {suite}", flush=True)
         for workload in workloads:
             chosen = [n for n in names if not args.server or n in args.server]
             found = bench_workload(suite, chosen, workload, plan, log_dir)
             results.extend(found)
-            if workload is not models.IRIS:
+            if workload not in (models.IRIS, models.MLFLOW_IRIS):
                 continue
             for r in found:
-                if r.status != "ok" or not (suite == "azure" or r.server.startswith(("mlserver", "kserve"))):
+                every = suite in ("azure", "mlflow")
+                if r.status != "ok" or not (every or r.server.startswith(("mlserver", "kserve"))):
                     continue
                 try:
                     r.cold_starts_s = cold_starts(

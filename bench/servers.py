@@ -60,6 +60,8 @@ def body(workload: models.Workload, protocol: str) -> bytes:
     rows = models.rows(workload)
     if protocol == "v1":
         return json.dumps({"instances": rows}).encode()
+    if protocol == "mlflow":
+        return json.dumps({"dataframe_split": {"columns": models.IRIS_COLUMNS, "data": rows}}).encode()
     if protocol == "v2":
         flat = [v for row in rows for v in row]
         tensor = {
@@ -219,6 +221,66 @@ def _mlserver(batched: bool) -> Callable[[models.Workload, int], Launch]:
     return launch
 
 
+def _prebake_mlflow(workload: models.Workload, port: int) -> Launch:
+    """`prebake serve DIR` on the MLflow model, answering MLflow's /invocations."""
+    _prebake_available()
+    argv = [
+        _python(),
+        "-m",
+        "prebake",
+        "serve",
+        str(workload.model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return Launch(argv, "/invocations", env={"PREBAKE_ALLOW_PICKLE": "1"})
+
+
+def _mlflow_serve(workload: models.Workload, port: int) -> Launch:
+    """`mlflow models serve --env-manager local`: uvicorn with one worker running MLflow's FastAPI app."""
+    peer = peers.PEERS["mlflow"]
+    if not peers.works(peer):
+        raise NotAvailable("no mlflow venv; run bench/peers.py mlflow")
+    bin_dir = peer.python.parent
+    argv = [
+        str(bin_dir / "mlflow"), "models", "serve", "-m", str(workload.model_dir), "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+    ]  # fmt: skip
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # it runs `uvicorn` from PATH
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+        "MLFLOW_TRACKING_URI": f"file://{WORK / 'mlruns'}",
+    }
+    return Launch(argv, "/invocations", env)
+
+
+def _mlserver_mlflow(workload: models.Workload, port: int) -> Launch:
+    """MLServer 1.7.1 with mlserver-mlflow, answering MLflow's /invocations (its MLflow-compatible route)."""
+    peer = peers.PEERS["mlserver-mlflow"]
+    if not peers.works(peer):
+        raise NotAvailable("no mlserver-mlflow venv; run bench/peers.py mlserver-mlflow")
+    repo = WORK / "mlserver-mlflow"
+    model_dir = repo / "mlflow-iris"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "name": "mlflow-iris",
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": str(workload.model_dir)},
+    }
+    (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    env = {
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(free_port()),
+        "MLSERVER_METRICS_PORT": str(free_port()),
+        "MLSERVER_PARALLEL_WORKERS": MLSERVER_PARALLEL_WORKERS,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+    }
+    return Launch([str(peer.python.parent / "mlserver"), "start", str(repo)], "/invocations", env)
+
+
 SERVERS = {
     s.name: s
     for s in (
@@ -234,6 +296,9 @@ SERVERS = {
         Server("prebake-v1", _prebake_v1, "v1"),
         Server("kserve", _kserve("v1"), "v1"),
         Server("kserve-v2", _kserve("v2"), "v2"),
+        Server("prebake-mlflow", _prebake_mlflow, "mlflow"),
+        Server("mlflow", _mlflow_serve, "mlflow"),
+        Server("mlserver-mlflow", _mlserver_mlflow, "mlflow"),
     )
 }
 

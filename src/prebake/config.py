@@ -69,6 +69,10 @@ class ServeConfig:
     heartbeat_timeout_s: float = 30.0  # a worker silent this long (stopped, GIL held) is replaced
     max_worker_memory: int | None = None  # bytes of heap (RLIMIT_DATA) per worker; None: no limit
     allow_pickle: bool = False  # pickles run code when loaded: refused unless the user says they trust them
+    handler_scripts: bool = True  # a model folder's code/inference.py is code the server runs; False refuses
+    # Triton's --allow-client-shm: clients may register shared memory regions that the server reads inputs
+    # from and writes outputs to. Off by default, as in Triton: a region is memory of this machine.
+    allow_client_shm: bool = False
 
     @property
     def timeout_s(self) -> float | None:
@@ -106,6 +110,8 @@ def load_config(
     heartbeat_timeout_s: float | None = None,
     max_worker_memory: str | int | None = None,
     allow_pickle: bool | None = None,
+    handler_scripts: bool | None = None,
+    allow_client_shm: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ServeConfig:
     """The frozen config from flags (None where not given), then ``env`` (default ``os.environ``).
@@ -202,6 +208,8 @@ def load_config(
         ),
         max_worker_memory=parse_bytes(str(memory), "max worker memory") if memory is not None else None,
         allow_pickle=read.flag(allow_pickle, "PREBAKE_ALLOW_PICKLE"),
+        handler_scripts=read.flag(handler_scripts, "PREBAKE_HANDLER_SCRIPTS", default=True),
+        allow_client_shm=read.flag(allow_client_shm, "PREBAKE_ALLOW_CLIENT_SHM"),
     )
 
 
@@ -264,10 +272,11 @@ class _Reader:
             raise ConfigError(f"{what} must be above 0 seconds, got {value!r}")
         return number
 
-    def flag(self, flag: bool | None, name: str) -> bool:
+    def flag(self, flag: bool | None, name: str, *, default: bool = False) -> bool:
         if flag is not None:
             return flag
-        return self.env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        value = self.env.get(name, "").strip().lower()
+        return value in ("1", "true", "yes", "on") if value else default
 
     def choice(self, flag: str | None, what: str, choices: Sequence[str], *names: str) -> str | None:
         value = self.text(flag, *names)

@@ -2,6 +2,7 @@
 
     PrebakeError                      status 500 unless a child says otherwise
      ├── ConfigError                  bad flags, environment or settings files (exit code 2)
+     │    └── StorageError            a model URI that cannot be fetched (exit code 2)
      ├── RequestError                 the client sent something we cannot use (400)
      │    ├── BadJSON                 body is not valid JSON where JSON is needed (400)
      │    ├── UnsupportedMediaType    wrong Content-Type (415)
@@ -16,6 +17,7 @@
      │    └── Unauthorized            missing or wrong credentials (401)
      ├── ModelNotReady                model known but not loaded (503)
      ├── ServerBusy                   draining, or the queue is full (503, retryable)
+ │    └── OutOfMemory              a request ran out of memory (503, retryable; counted by the server)
      ├── ScoringTimeout               run()/predict() past its deadline (504)
      ├── ScoringError                 user code or the framework raised (500)
      ├── ModelLoadError               a model or entry script failed to load
@@ -62,6 +64,10 @@ class PrebakeError(Exception):
 
 class ConfigError(PrebakeError):
     status = 500
+
+
+class StorageError(ConfigError):
+    """A model URI is malformed, missing, refused or unreachable; the message names the URI (never a secret)."""
 
 
 class RequestError(PrebakeError):
@@ -136,6 +142,10 @@ class ServerBusy(PrebakeError):
     status = 503
 
 
+class OutOfMemory(ServerBusy):
+    status = 503
+
+
 class ScoringTimeout(PrebakeError):
     status = 504
 
@@ -156,7 +166,7 @@ def echo(text: str) -> str:
     """Client-given text as it may appear in a message: cut to ECHO_LIMIT characters.
 
     >>> echo("m" * 300)[-20:]
-    'mmmm... (300 chars)'
+    'mmmmm... (300 chars)'
     """
     if len(text) <= ECHO_LIMIT:
         return text

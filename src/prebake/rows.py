@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from prebake.codec import bad, native_dtype, to_jsonable
+from prebake.errors import echo
 from prebake.types import TensorSpec
 
 
@@ -46,7 +47,7 @@ def _unb64(name: str, value: Any) -> Any:
         try:
             return base64.b64decode(value["b64"], validate=True)
         except binascii.Error:
-            raise bad(f"input '{name}': 'b64' value is not base64") from None
+            raise bad(f"input '{echo(name)}': 'b64' value is not base64") from None
     return value
 
 
@@ -61,7 +62,7 @@ def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndar
     try:
         array = np.asarray(values)
     except ValueError as exc:
-        raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
+        raise bad(f"input '{echo(name)}': rows are not all the same shape ({exc})") from None
     if array.dtype.kind in "US":
         # Text (or text mixed with numbers, as in a row of mixed features) keeps each value's own
         # Python type in an object array: strings stay str, as BYTES from JSON do elsewhere.
@@ -69,13 +70,13 @@ def column(name: str, values: list[Any], datatype: str | None = None) -> np.ndar
         try:
             array[...] = values
         except ValueError as exc:
-            raise bad(f"input '{name}': rows are not all the same shape ({exc})") from None
+            raise bad(f"input '{echo(name)}': rows are not all the same shape ({exc})") from None
     if array.dtype.kind not in "biufO":
-        raise bad(f"input '{name}': cannot use values of type {array.dtype}")
+        raise bad(f"input '{echo(name)}': cannot use values of type {array.dtype}")
     if array.dtype.kind == "O" and not all(
         v is None or isinstance(v, str | bytes | int | float) for v in array.reshape(-1)
     ):
-        raise bad(f"input '{name}': rows are not all the same shape, or hold objects")
+        raise bad(f"input '{echo(name)}': rows are not all the same shape, or hold objects")
     return array
 
 

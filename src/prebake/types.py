@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class TensorSpec:
-    """Name, V2 datatype (e.g. "FP32", "BYTES") and shape (-1 for any size) of one input or output."""
+    """Name, V2 datatype (e.g. "FP32", "BYTES") and shape (-1 for any size) of one input or output.
+
+    ``format`` is an image input's layout where known ("NCHW" or "NHWC", Triton's model configuration
+    reports it and image clients read it); "" where it is not an image or nobody said.
+    """
 
     name: str
     datatype: str
     shape: list[int]
+    format: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -35,6 +40,9 @@ class ModelMetadata:
     versions: list[str] = field(default_factory=list)
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
+    #: What tensor specs cannot say, for documents made from metadata (an MLflow model's optional
+    #: columns, params with defaults, input example); MLServer's metadata has the same field.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -43,6 +51,8 @@ class InferenceRequest:
 
     ``outputs`` names the outputs the client asked for (None: all of them).
     ``parameters`` holds request-level parameters; ``input_parameters`` per-input ones (e.g. V2 content_type).
+    ``classification`` names outputs to answer as their top k classes, with k (Triton's classification
+    extension; the server's served model does it).
     """
 
     inputs: dict[str, np.ndarray]
@@ -50,6 +60,7 @@ class InferenceRequest:
     outputs: list[str] | None = None
     id: str | None = None
     input_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classification: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -151,6 +162,23 @@ class TextGenerator(Protocol):
     context_length: int
 
     def submit(self, request: GenerationRequest, sink: GenerationSink) -> Callable[[], None]: ...
+class SharedMemory(Protocol):
+    """The server's system shared memory regions (Triton's shared memory extension), as protocols use them.
+
+    Each method raises the errors.py family (400 for a region, offset or size a request gets wrong).
+    """
+
+    def register(self, name: str, key: str, offset: int, byte_size: int) -> None: ...
+
+    def unregister(self, name: str | None) -> None: ...
+
+    def status(self, name: str | None) -> list[dict[str, Any]]: ...
+
+    def check(self, region: str, offset: int, byte_size: int) -> None: ...
+
+    def read(self, region: str, offset: int, byte_size: int) -> bytes: ...
+
+    def write(self, region: str, offset: int, byte_size: int, data: bytes, tensor: str) -> None: ...
 
 
 class Backend(Protocol):
@@ -192,3 +220,4 @@ class Backend(Protocol):
         prompt over the context, a model that does not generate) are raised by the call or the first
         ``__anext__``; closing the generator (``aclose()``) cancels the generation."""
         ...
+    def shared_memory(self) -> SharedMemory: ...

@@ -46,13 +46,24 @@ def test_allow_pickle_flag_loads_it(pickled: Path) -> None:
         assert httpx.post(server.url + "/v1/models/iris:predict", json=body).json() == {"predictions": [0]}
 
 
-def test_settings_file_can_allow_one_model(pickled: Path, tmp_path: Path) -> None:
-    """ "allow_pickle": true in a model's settings file allows that model even when the server refuses pickles."""
+def test_settings_file_cannot_allow_what_the_operator_refuses(pickled: Path, tmp_path: Path) -> None:
+    """ "allow_pickle": true in a model's own settings file does not load a pickle the operator did not
+    allow, and "allow_pickle": false refuses one the operator did: the file may only narrow the policy (a
+    model folder is not trusted to switch code loading on)."""
     folder = tmp_path / "iris"
     folder.mkdir()
     (folder / "model.joblib").write_bytes(pickled.read_bytes())
     (folder / "model-settings.json").write_text('{"name": "iris", "allow_pickle": true}')
-    server = ServerProcess([str(folder)])
+    server = ServerProcess([str(folder)], wait_ready=False)
     server.env = _env_without_permission()
-    with server:
-        assert httpx.get(server.url + "/v2/models/iris/ready").status_code == 200
+    server.start()
+    assert server.process is not None
+    assert server.process.wait(60) == 3
+    assert "--allow-pickle" in server.logs()
+    server.stop()
+    (folder / "model-settings.json").write_text('{"name": "iris", "allow_pickle": false}')
+    server = ServerProcess([str(folder), "--allow-pickle"], wait_ready=False)
+    server.env = _env_without_permission()
+    server.start()
+    assert server.process is not None and server.process.wait(60) == 3
+    server.stop()

@@ -1,8 +1,8 @@
 """Extending the real scikit-learn image: packages added at start (cached by content hash), measured against
 the plain image's start; a conflicting requirement stopping the start at once; and `prebake extend`.
 
-Runs where the image tests run (CI=true, or PREBAKE_IMAGE_TESTS=1 with podman). It reuses the catalog's
-scikit-learn image when it is already built (tests/images/test_images.py builds it) and builds it otherwise.
+Runs where the image tests run (CI=true, or PREBAKE_IMAGE_TESTS=1). The scikit-learn image is built once
+per session (conftest.Builds); extend and check run with podman and with docker.
 This checkout's prebake is mounted over the image's, so start-up uses the code under test.
 """
 
@@ -28,6 +28,8 @@ from prebake.images.catalog import Image, load_catalog
 from prebake.images.engine import Engine
 from prebake.images.smoke import free_port
 
+from .conftest import Builds
+
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
 SKLEARN = "sklearn-1.9.1-debian12-py311-cpu-inference"
@@ -51,31 +53,22 @@ BODY = json.dumps({"data": [[0.5], [2.5]]}).encode()
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    in_ci = os.environ.get("CI") == "true"
-    if not in_ci and os.environ.get("PREBAKE_IMAGE_TESTS") != "1":
-        pytest.skip("image tests take minutes: set PREBAKE_IMAGE_TESTS=1 (CI=true runs them always)")
-    if shutil.which("podman") is None:
-        if in_ci:
-            pytest.fail("CI=true but podman is not installed (scripts/install-podman.sh)")
-        pytest.skip("podman is not installed (scripts/install-podman.sh installs it on Debian)")
-    return Engine.find("podman")
+def engine(podman: Engine) -> Engine:
+    return podman
 
 
 @pytest.fixture(scope="module")
-def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Image:
-    """The catalog's scikit-learn image, built here only if no earlier test built it."""
-    found = load_catalog().get(SKLEARN)
-    if not engine.image_exists(found.reference):
-        from prebake.images.base import bootstrap_base
-        from prebake.images.build import build_image, build_prebake_wheel
+def image(engine: Engine, builds: Builds) -> Image:
+    """The catalog's scikit-learn image, built once per session (conftest.Builds)."""
+    builds.get("podman", SKLEARN)
+    return load_catalog().get(SKLEARN)
 
-        bootstrap_base(engine)
-        wheel = build_prebake_wheel(tmp_path_factory.mktemp("wheel"))
-        build_image(found, load_catalog(), engine, prebake_wheel=wheel, base="local",
-                    ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
-                    output_root=tmp_path_factory.mktemp("out"))  # fmt: skip
-    return found
+
+@pytest.fixture(scope="module", params=["podman", "docker"])
+def any_engine(request: pytest.FixtureRequest, builds: Builds) -> Engine:
+    """Each engine with the scikit-learn image built by it: extend and check must work with both."""
+    builds.get(request.param, SKLEARN)
+    return builds.engine(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -208,12 +201,13 @@ def _prebake(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_extend_builds_a_tested_non_root_image(engine: Engine, image: Image, work: Path) -> None:
-    """prebake extend adds a Python and an apt package, keeps uid 1000, labels and SBOM name them, and passes the smoke test."""
+def test_extend_builds_a_tested_non_root_image(any_engine: Engine, work: Path) -> None:
+    """prebake extend adds a Python and an apt package, keeps uid 1000, labels and SBOM name them, and passes the smoke test (podman and docker)."""
+    engine = any_engine
     tag = f"localhost/prebake-test/extended:{uuid.uuid4().hex[:8]}"
     ca = ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
     result = _prebake("extend", SKLEARN, "-r", str(work / "app" / "requirements.txt"), "--apt", "jq",
-                      "--wheelhouse", str(work / "app" / "wheels"), "-t", tag, *ca)  # fmt: skip
+                      "--wheelhouse", str(work / "app" / "wheels"), "-t", tag, "--engine", engine.path, *ca)  # fmt: skip
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         record = engine.inspect_image(tag)
@@ -241,16 +235,19 @@ def test_extend_unknown_apt_package_tags_nothing(engine: Engine, image: Image) -
     assert not engine.image_exists(tag)
 
 
-def test_check_inside_the_image(engine: Engine, image: Image, work: Path) -> None:
-    """prebake check --where image installs the extra requirement offline, runs init() and a sample inside the image, and fails a broken script."""
+def test_check_inside_the_image(any_engine: Engine, work: Path) -> None:
+    """prebake check --where image installs the extra requirement offline, runs init() and a sample inside the image, and fails a broken script (podman and docker)."""
+    engine = any_engine
     model = work / "model"
     (work / "app" / "sample.json").write_text(BODY.decode())
     args = ["check", "--entry-script", str(work / "app" / "score.py"), "--model-dir", str(model), "--image", SKLEARN,
             "-r", str(work / "app" / "requirements.txt"), "--wheelhouse", str(work / "app" / "wheels"),
-            "--sample", str(work / "app" / "sample.json"), "--where", "image", "--format", "json"]  # fmt: skip
+            "--sample", str(work / "app" / "sample.json"), "--where", "image", "--format", "json",
+            "--engine", engine.path]  # fmt: skip
     result = _prebake(*args)
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["environment"].startswith("inside "), result.stdout
+    assert f"({engine.name})" in report["environment"]
     assert any(f["step"] == "sample-request" and "[0,1]" in f["message"] for f in report["findings"])
     broken = work / "broken"
     broken.mkdir(exist_ok=True)
@@ -268,6 +265,8 @@ def test_check_inside_the_image(engine: Engine, image: Image, work: Path) -> Non
         "image",
         "--format",
         "json",
+        "--engine",
+        engine.path,
     )
     report = json.loads(result.stdout)
     assert result.returncode == 7

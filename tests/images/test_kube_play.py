@@ -6,8 +6,8 @@ The model reaches the pods through a hostPath volume and the Azure ML score.py t
 ConfigMap, exactly as written. Each pod is reached at its own IP on podman's bridge (a Service needs a
 cluster); the score.py returns the pod's hostname so the test proves which replica answered.
 
-Runs in CI (CI=true installs podman when missing). Elsewhere it skips only when podman is missing, or when
-the image is not built and PREBAKE_IMAGE_TESTS=1 does not ask to build it (builds take minutes).
+Runs in CI (CI=true installs podman when missing), and elsewhere with PREBAKE_IMAGE_TESTS=1 (it builds the
+image once per session, shared with the other image tests).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from prebake.images.catalog import Image, load_catalog
 from prebake.images.engine import Engine, EngineFailed
 from prebake.images.tinymodels import make_case
 
+from .conftest import Builds
+
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.9, 3.0, 5.1, 1.8]]
-INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "install-podman.sh"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 READY_TIMEOUT_S = 120.0
 # An Azure ML entry script, unchanged in style: it reads AZUREML_MODEL_DIR and answers with the pod's name.
 SCORE_PY = """\
@@ -72,38 +72,14 @@ def _in_ci() -> bool:
 
 
 @pytest.fixture(scope="module")
-def podman() -> Engine:
-    if shutil.which("podman") is None and _in_ci() and os.geteuid() == 0:
-        subprocess.run([str(INSTALL)], check=True)
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (scripts/install-podman.sh installs it on Debian)")
+def sklearn_image(podman: Engine, builds: Builds) -> str:
+    """The scikit-learn image's reference, built once per session (conftest.Builds)."""
     if shutil.which("catatonit") is None:
         # podman kube play builds its pods' pause image from catatonit; without it every pod fails to start.
         message = "podman kube play needs catatonit for its pause image: apt-get install catatonit"
         pytest.fail(message) if _in_ci() else pytest.skip(message)
-    return Engine.find("podman")
-
-
-@pytest.fixture(scope="module")
-def sklearn_image(podman: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The scikit-learn image's reference: the one already built (tests/images builds it first), else built here."""
-    catalog = load_catalog()
     image = _sklearn()
-    if podman.image_exists(image.reference):
-        return image.reference
-    if not _in_ci() and os.environ.get("PREBAKE_IMAGE_TESTS") != "1":
-        pytest.skip(
-            f"{image.reference} is not built: `prebake build {image.name}`, or set PREBAKE_IMAGE_TESTS=1"
-        )
-    from prebake.images.base import bootstrap_base
-    from prebake.images.build import build_image, build_prebake_wheel
-
-    bootstrap_base(podman)
-    wheel = build_prebake_wheel(tmp_path_factory.mktemp("wheel"))
-    build_image(
-        image, catalog, podman, prebake_wheel=wheel, base="local",
-        ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None, output_root=tmp_path_factory.mktemp("out"),
-    )  # fmt: skip
+    builds.get("podman", image.name)
     return image.reference
 
 

@@ -8,12 +8,15 @@ docs/reliability.md's table is these rows, as recorded with PREBAKE_RELIABILITY_
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +36,7 @@ class Case:
     data: Callable[[], bytes]
     allowed: frozenset[int | None]
     json_error: bool = True  # an error answer must be a JSON body (the server's, not the parser's)
+    says: str = ""  # the body must hold this: a 400 for the right reason, not the model's own complaint
 
 
 def _chunked(total: int) -> bytes:
@@ -174,6 +178,59 @@ def _npy_with_pickle() -> bytes:
     return buffer.getvalue()
 
 
+def _tensor(datatype: str, shape: list[int], data: object) -> Callable[[], bytes]:
+    doc = {"inputs": [{"name": "input-0", "shape": shape, "datatype": datatype, "data": data}]}
+    return _v2(json.dumps(doc).encode())
+
+
+def _binary(datatype: str, shape: list[int]) -> Callable[[], bytes]:
+    """A binary-extension request whose header claims ``shape`` for a zero-byte tensor."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": shape,
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": 0},
+                }
+            ]
+        }
+    ).encode()
+    return _v2(header, inference_header_content_length=str(len(header)))
+
+
+def _gzip_body(cut: int = 0, tail: bytes = b"") -> Callable[[], bytes]:
+    body = gzip.compress(b'{"inputs":[' + _ROW + b"]}")
+    return _v2(body[: len(body) - cut] + tail, content_encoding="gzip")
+
+
+def _npy(array_bytes: bytes, accept: str = "application/json") -> Callable[[], bytes]:
+    headers = {"content-type": "application/x-npy", "accept": accept}
+    return lambda: request("POST", "/invocations", body=array_bytes, headers=headers)
+
+
+def _npy_bytes(shape: tuple[int, ...], claim: str | None = None) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(shape))
+    data = buffer.getvalue()
+    return data if claim is None else data.replace(str(shape).encode(), claim.encode(), 1)
+
+
+def _npz_cut() -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, a=np.zeros(3))
+    return buffer.getvalue()[:60]
+
+
 _ROW = b'{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[5.1,3.5,1.4,0.2]}'
 MODEL_CASES = [
     Case(
@@ -286,7 +343,142 @@ MODEL_CASES = [
         _post("/predict", b'{"instances": "nope"}', content_type="application/json"),
         frozenset({400, 422}),
     ),
+    # Issue 13, items 13 and 14: shapes no array can take, data that does not match its datatype.
+    Case(
+        "shape whose element count overflows int64 ([2^40, 2^40, 0]), JSON",
+        "POST /v2/models/iris/infer",
+        _tensor("FP32", [2**40, 2**40, 0], []),
+        frozenset({400}),
+        says="exceed maximum size",
+    ),
+    Case(
+        "65 dimensions, JSON",
+        "POST /v2/models/iris/infer",
+        _tensor("FP32", [1] * 65, [1]),
+        frozenset({400}),
+        says="the most a tensor may have is 64",
+    ),
+    Case(
+        "BYTES shape overflowing int64, JSON",
+        "POST /v2/models/iris/infer",
+        _tensor("BYTES", [2**40, 2**40, 0], []),
+        frozenset({400}),
+        says="exceed maximum size",
+    ),
+    Case(
+        "shape overflowing int64, binary tensor",
+        "POST /v2/models/iris/infer",
+        _binary("FP32", [2**40, 2**40, 0]),
+        frozenset({400}),
+        says="exceed maximum size",
+    ),
+    Case(
+        "BYTES shape overflowing int64, binary tensor",
+        "POST /v2/models/iris/infer",
+        _binary("BYTES", [2**40, 2**40, 0]),
+        frozenset({400}),
+        says="exceed maximum size",
+    ),
+    Case(
+        "INT32 data 1.7 (would be truncated to 1)",
+        "POST /v2/models/iris/infer",
+        _tensor("INT32", [1, 4], [1.7, 1, 1, 1]),
+        frozenset({400}),
+        says="INT32 takes JSON integers, got 1.7",
+    ),
+    Case(
+        "FP32 data null (would be NaN)",
+        "POST /v2/models/iris/infer",
+        _tensor("FP32", [1, 4], [None, 1.0, 1.0, 1.0]),
+        frozenset({400}),
+        says="FP32 takes JSON numbers, got null",
+    ),
+    Case(
+        'FP32 data "1" (would be parsed)',
+        "POST /v2/models/iris/infer",
+        _tensor("FP32", [1, 4], ["1", 1.0, 1.0, 1.0]),
+        frozenset({400}),
+        says="FP32 takes JSON numbers",
+    ),
+    Case(
+        "FP16 data 70000 (would be inf)",
+        "POST /v2/models/iris/infer",
+        _tensor("FP16", [1, 4], [70000, 1.0, 1.0, 1.0]),
+        frozenset({400}),
+        says="70000 is out of range for FP16",
+    ),
+    Case(
+        "FP32 data true (would be 1.0)",
+        "POST /v2/models/iris/infer",
+        _tensor("FP32", [1, 4], [True, True, True, True]),
+        frozenset({400}),
+        says="FP32 takes JSON numbers, got true",
+    ),
+    # Item 19: compressed bodies that are not whole.
+    Case(
+        "gzip body missing its trailer",
+        "POST /v2/models/iris/infer",
+        _gzip_body(cut=8),
+        frozenset({400}),
+        says="ends before its compressed data does",
+    ),
+    Case(
+        "gzip body with trailing junk",
+        "POST /v2/models/iris/infer",
+        _gzip_body(tail=b"junkjunk"),
+        frozenset({400}),
+        says="follow the end of the gzip request body",
+    ),
+    # Item 15: .npy bodies whose header is not what the body holds.
+    Case("empty .npy", "POST /invocations", _npy(b""), frozenset({400}), says="empty"),
+    Case(
+        ".npy header claiming 10^12 elements in a 128-byte body",
+        "POST /invocations",
+        _npy(_npy_bytes((3,), claim="(1000000000000,)")),
+        frozenset({400}),
+        says="bytes follow it",
+    ),
+    Case("corrupt .npz", "POST /invocations", _npy(_npz_cut()), frozenset({400}), says=".npz"),
+    Case(
+        "0-row .npy, Accept: text/csv",
+        "POST /invocations",
+        _npy(_npy_bytes((0, 4)), accept="text/csv"),
+        frozenset({200, 400}),
+    ),
 ]
+
+
+def _kind(kind: str) -> Callable[[], bytes]:
+    return _post("/score", json.dumps({"kind": kind}).encode(), content_type="application/json")
+
+
+# Issue 13, item 16: an entry script (schema-decorated) that misbehaves, and input that trips its parsing.
+SCRIPT_CASES = [
+    Case("run() raises KeyboardInterrupt", "POST /score", _kind("keyboard-interrupt"), frozenset({500}),
+         says="An unexpected error occurred in scoring script"),
+    Case("run() raises BaseException", "POST /score", _kind("base-exception"), frozenset({500}),
+         says="An unexpected error occurred in scoring script"),
+    Case("AMLResponse with status 600", "POST /score", _kind("status-600"), frozenset({500}),
+         says="HTTP statuses are 100 to 599"),
+    Case("AMLResponse with a non-latin-1 header value", "POST /score", _kind("non-latin-1-header"),
+         frozenset({500}), says="latin-1"),
+    Case("AMLResponse with a header name holding a space", "POST /score", _kind("bad-header-name"),
+         frozenset({500}), says="which HTTP does not allow"),
+    Case(
+        "2,000-deep JSON body to a schema script",
+        "POST /score",
+        _post("/score", b'{"kind": ' + b"[" * 2000 + b"]" * 2000 + b"}", content_type="application/json"),
+        frozenset({400, 422}),
+        says="nests too deeply",
+    ),
+    Case(
+        "2,000-deep query value",
+        "GET /score",
+        lambda: request("GET", "/score?kind=" + "%5B" * 2000 + "%5D" * 2000),
+        frozenset({400, 422}),
+        says="nests too deeply",
+    ),
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -352,9 +544,102 @@ def test_hostile_input_to_model_routes_gets_a_clean_answer(
     assert not leaks(text), f"{case.name}: leaked {leaks(text)}"
     if answer.status is not None and answer.status >= 400:
         assert answer.headers.get("content-type", "").startswith("application/json"), answer
+    assert case.says in text, f"{case.name}: {answer}"
     with httpx.Client(timeout=10) as client:
         assert client.get(model_server.url + "/v2/health/ready").status_code == 200
     assert model_server.worker_pids() == [worker], "the input crashed the worker"
+
+
+@pytest.fixture(scope="module")
+def script_server() -> Iterator[ServerProcess]:
+    with ServerProcess(["--entry-script", str(SCRIPTS / "hostile.py")], ready_path="/") as server:
+        yield server
+
+
+def _in_flight(url: str) -> int:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    (line,) = [line for line in text.splitlines() if line.startswith("prebake_requests_in_flight ")]
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[c.name for c in SCRIPT_CASES])
+def test_a_misbehaving_entry_script_gets_a_json_answer(
+    case: Case, script_server: ServerProcess, table: list[dict[str, object]]
+) -> None:
+    """Whatever run() raises or returns, and however deep its input nests, the client gets a JSON answer saying what went wrong, the in-flight gauge goes back to the scrape alone, and the worker lives on."""
+    (worker,) = script_server.worker_pids()
+    answer = exchange(script_server.port, case.data(), timeout=30)
+    table.append(_row(case, answer))
+    text = answer.body.decode("utf-8", "replace")
+    assert answer.status in case.allowed, f"{case.name}: {answer}"
+    assert answer.headers.get("content-type", "").startswith("application/json"), answer
+    assert case.says in text and "message" in orjson_keys(answer.body), f"{case.name}: {answer}"
+    assert not leaks(text), f"{case.name}: leaked {leaks(text)}"
+    assert _in_flight(script_server.url) == 1, "a request is still counted in flight"  # the scrape itself
+    assert httpx.post(script_server.url + "/score", json={"kind": "ok"}, timeout=10).json() == {"kind": "ok"}
+    assert script_server.worker_pids() == [worker], "the input crashed the worker"
+
+
+def test_a_deep_body_read_with_get_json_is_a_400(table: list[dict[str, object]]) -> None:
+    """A 2,000-deep JSON body that a @rawhttp run() reads with request.get_json() is the client's 400 saying so, not a 500 (Python's json raised RecursionError, not ValueError)."""
+    case = Case(
+        "2,000-deep JSON body read by get_json() under @rawhttp",
+        "POST /score",
+        _post("/score", b"[" * 2000 + b"]" * 2000, content_type="application/json"),
+        frozenset({400}),
+        says="nests too deeply",
+    )
+    fixture = Path(__file__).parents[1] / "fixtures" / "scripts" / "rawhttp.py"
+    with ServerProcess(["--entry-script", str(fixture)], ready_path="/") as server:
+        answer = exchange(server.port, case.data(), timeout=30)
+    table.append(_row(case, answer))
+    assert answer.status in case.allowed and case.says in answer.body.decode(), answer
+
+
+def orjson_keys(body: bytes) -> set[str]:
+    doc = json.loads(body)
+    return set(doc) if isinstance(doc, dict) else set()
+
+
+def test_a_zero_row_npy_answers_an_empty_csv(tmp_path: Path) -> None:
+    """A 0-row .npy to a model that answers 0 rows, with Accept: text/csv, gets 200 and an empty CSV (it was a 500: the CSV writer could not reshape zero rows)."""
+    import io
+
+    import joblib
+    import numpy as np
+    from sklearn.preprocessing import FunctionTransformer
+
+    folder = tmp_path / "identity"
+    folder.mkdir()
+    joblib.dump(FunctionTransformer().fit(np.zeros((2, 4))), folder / "model.joblib")
+    (folder / "model-settings.json").write_text('{"predict_method": "transform"}')
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((0, 4)))
+    with ServerProcess([str(folder), "--allow-pickle"]) as server:
+        headers = {"content-type": "application/x-npy", "accept": "text/csv"}
+        answer = httpx.post(
+            server.url + "/invocations", content=buffer.getvalue(), headers=headers, timeout=30
+        )
+        assert (answer.status_code, answer.content) == (200, b""), answer.text
+        assert answer.headers["content-type"].startswith("text/csv")
+
+
+def test_deep_parameters_sent_while_the_model_is_busy_are_served(model_server: ServerProcess) -> None:
+    """Requests whose parameters nest 1,000 deep, sent while the model is busy (so the batcher compares them with the queue), are served, not answered 500 (repr of the parameters recursed past Python's limit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Built as bytes: Python's own json cannot write 1,000 levels either.
+    body = b'{"parameters":{"deep":' + b"[" * 1000 + b"1" + b"]" * 1000 + b'},"inputs":[' + _ROW + b"]}"
+    big = json.dumps(
+        {"inputs": [{"name": "input-0", "shape": [200_000, 4], "datatype": "FP64", "data": [0.5] * 800_000}]}
+    ).encode()
+    url = model_server.url + "/v2/models/iris/infer"
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(17) as pool:
+        busy = pool.submit(client.post, url, content=big)  # keeps the model busy for a while
+        time.sleep(0.2)
+        answers = list(pool.map(lambda _: client.post(url, content=body).status_code, range(16)))
+        assert busy.result().status_code == 200
+    assert answers == [200] * 16, answers
 
 
 def test_a_gzip_body_inflating_past_the_body_limit_gets_413(model_server: ServerProcess) -> None:
@@ -473,16 +758,27 @@ def test_header_timeout_must_be_positive() -> None:
 
 
 def test_limit_concurrency_refuses_excess_with_503_and_recovers() -> None:
-    """With --limit-concurrency, connections past the limit get 503 at once, and service resumes when they close."""
-    with ServerProcess(["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20"]) as server:
-        held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(25)]
-        try:
-            time.sleep(0.3)
-            with httpx.Client(timeout=10) as client:
-                refused = client.post(server.url + "/score", content=b"{}")
-        finally:
-            for sock in held:
-                sock.close()
-        assert refused.status_code == 503
+    """With --limit-concurrency, requests past the limit of those in progress get a JSON 503 at once,
+    and service resumes when the running ones finish."""
+    args = ["--entry-script", str(SCRIPTS / "work.py"), "--limit-concurrency", "20", "--threads", "20"]
+    with ServerProcess(args) as server:
+        answers: list[httpx.Response] = []
+        lock = threading.Lock()
+        together = threading.Barrier(25)
+
+        def slow() -> None:
+            together.wait()
+            answer = httpx.post(server.url + "/score", json={"sleep": 3}, timeout=60)
+            with lock:
+                answers.append(answer)
+
+        clients = [threading.Thread(target=slow) for _ in range(25)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        refused = [a for a in answers if a.status_code == 503]
+        assert len(refused) >= 5 and {a.status_code for a in answers} <= {200, 503}
+        assert "limit of 20" in refused[0].json()["message"]
         with httpx.Client(timeout=10) as client:
-            assert wait_for(lambda: client.post(server.url + "/score", content=b"{}").status_code == 200, 10)
+            assert client.post(server.url + "/score", content=b"{}").status_code == 200

@@ -50,8 +50,16 @@ def test_bool_rejects_strings() -> None:
     ("datatype", "shape", "data", "match"),
     [
         ("FP32", [2, 2], [1, 2, 3], r"'t': shape \[2, 2\] needs 4 elements, the data has 3"),
-        ("UINT8", [1], [300], "'t': data does not fit datatype UINT8"),
-        ("INT32", [1], [{"a": 1}], "'t': data does not fit datatype INT32"),
+        ("UINT8", [1], [300], "input 't': 300 is out of range for UINT8"),
+        ("INT32", [1], [{"a": 1}], "input 't': INT32 takes JSON integers, got {\"a\":1}"),
+        ("INT32", [1], [1.7], "Unable to parse 'data' of input 't': INT32 takes JSON integers, got 1.7"),
+        ("FP32", [1], [None], "input 't': FP32 takes JSON numbers, got null"),
+        ("FP32", [1], ["1"], "input 't': FP32 takes JSON numbers, got \"1\""),
+        ("FP16", [1], [70000], "input 't': 70000 is out of range for FP16"),
+        ("INT64", [2], [-1, 2**63], "input 't': values out of range for INT64"),
+        ("FP32", [2**40, 2**40, 0], [], "input 't'.*exceed maximum size of 9223372036854775807"),
+        ("FP32", [1] * 65, [1], "input 't': 65 dimensions, the most a tensor may have is 64"),
+        ("FP64", [2**31, 2**31, 0], [], "input 't'.*byte size would exceed maximum size"),
         ("FP33", [1], [1], "unknown datatype 'FP33' of tensor 't'"),
         ("FP32", [-1], [1], "'t': shape must be a list of non-negative integers"),
         ("FP32", [2, 2], [[1, 2], [3]], "'t': data does not fit"),
@@ -141,7 +149,7 @@ def test_decode_v2_request_with_binary_inputs_and_parameters() -> None:
     ("doc", "tail", "match"),
     [
         ({"inputs": []}, b"", "non-empty 'inputs'"),
-        ({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1]}]}, b"", "neither 'data'"),
+        ({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1]}]}, b"", "But no field is set"),
         (
             {
                 "inputs": [
@@ -212,3 +220,33 @@ def test_outputs_in_any_layout_are_written_row_major_little_endian() -> None:
     assert codec.encode_binary_tensor(big) == np.array([1.5, 2.5], dtype="<f4").tobytes()
     scalar = orjson.loads(codec.dumps(codec.encode_json_tensor("s", np.float64(3.0) * np.ones(()))))
     assert scalar == {"name": "s", "datatype": "FP64", "shape": [], "data": [3.0]}
+
+
+def test_json_numbers_that_fit_keep_their_values() -> None:
+    """Valid data of each kind decodes exactly: integers into floats, UINT64 past int64, FP16's largest."""
+    assert codec.decode_json_tensor("t", "FP32", [2], [1, 2.5]).tolist() == [1.0, 2.5]
+    assert codec.decode_json_tensor("t", "UINT64", [2], [2**64 - 1, 1]).tolist() == [2**64 - 1, 1]
+    assert codec.decode_json_tensor("t", "FP16", [1], [65504]).tolist() == [65504.0]
+    assert codec.decode_json_tensor("t", "INT8", [2, 1], [[-128], [127]]).dtype == np.int8
+    assert codec.decode_json_tensor("t", "INT32", [0], []).dtype == np.int32
+
+
+def test_a_long_tensor_name_is_cut_in_messages() -> None:
+    """A 20 KB tensor name is echoed cut (gRPC refuses error metadata past 8 KB)."""
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_json_tensor("x" * 20_000, "INT32", [1], [1.5])
+    assert "(20000 chars)" in info.value.message and len(info.value.message) < 1000
+
+
+def test_npy_bodies_are_checked_against_their_header() -> None:
+    """decode_npy reads what np.save wrote, and refuses a header claiming more than the body holds before allocating."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(6).reshape(2, 3))
+    assert codec.decode_npy(buffer.getvalue()).tolist() == [[0, 1, 2], [3, 4, 5]]
+    claimed = buffer.getvalue().replace(b"(2, 3)", b"(1000000000000, 3)", 1)
+    with pytest.raises(InvalidInput, match="bytes follow it"):
+        codec.decode_npy(claimed)
+    with pytest.raises(InvalidInput, match="empty"):
+        codec.decode_npy(b"")

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from prebake import exits
+from prebake.cli.options import REGISTRY
 
 CONFIGMAP_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 
@@ -22,12 +23,22 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _catalog_image(name: str) -> Any:
-    from prebake.errors import NotFound
+def _catalog(registry: str | None) -> Any:
+    """The catalog, its references under ``registry`` (--registry) when given."""
+    from prebake.errors import ConfigError
     from prebake.images.catalog import load_catalog
 
     try:
-        return load_catalog().get(name)
+        return load_catalog(registry=registry)
+    except ConfigError as error:
+        _fail(error.message, exits.USAGE)
+
+
+def _catalog_image(name: str, registry: str | None = None) -> Any:
+    from prebake.errors import NotFound
+
+    try:
+        return _catalog(registry).get(name)
     except NotFound as error:
         _fail(error.message, exits.NOT_FOUND)
 
@@ -39,12 +50,11 @@ def _repository(reference: str) -> str:
     return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
-def resolve_image(image: str) -> tuple[str, bool]:
-    """(reference, whether it is a GPU image): a catalog name becomes its registry reference; a reference
-    (with '/' or ':') is used as given, and is a CPU image unless --gpus says otherwise."""
-    from prebake.images.catalog import load_catalog
-
-    catalog = load_catalog()
+def resolve_image(image: str, registry: str | None = None) -> tuple[str, bool]:
+    """(reference, whether it is a GPU image): a catalog name becomes its registry reference (under
+    ``registry`` when given); a reference (with '/' or ':') is used as given, and is a CPU image unless
+    --gpus says otherwise."""
+    catalog = _catalog(registry)
     if "/" in image or ":" in image:
         repository = _repository(image)
         for entry in catalog.images:
@@ -52,10 +62,38 @@ def resolve_image(image: str) -> tuple[str, bool]:
                 return image, entry.gpu  # a catalog image at another tag or digest
         if repository.startswith(f"{catalog.registry}/"):
             # Under prebake's own registry, a name the catalog does not list is a typo, not a custom image.
-            _catalog_image(repository.removeprefix(f"{catalog.registry}/"))
+            _catalog_image(repository.removeprefix(f"{catalog.registry}/"), registry)
         return image, False
-    found = _catalog_image(image)
+    found = _catalog_image(image, registry)
     return str(found.reference), bool(found.gpu)
+
+
+def recommended_image(model: str | None, entry_script: Path | None, *, gpu: bool) -> str:
+    """The catalog image `prebake recommend` picks, said on stderr with its reasons: from the entry script
+    (what runs decides), else the model file where it is on this machine, else the model's suffix."""
+    from prebake.extend.recommend import recommend, recommend_for_name
+    from prebake.images.catalog import load_catalog
+
+    device = "gpu" if gpu else "cpu"
+    local = entry_script or (Path(model) if model and Path(model).exists() else None)
+    if local is None and model is None:
+        _fail("nothing to serve: give --model PATH (no-code serving) or --entry-script score.py", exits.USAGE)
+    try:
+        if local is not None:
+            picked = recommend(local, load_catalog(), device=device)
+            how = f"what `prebake recommend {local}` picks"
+        else:
+            assert model is not None
+            picked = recommend_for_name(model, load_catalog(), device=device)
+            how = f"from the name {model}: the file is not on this machine to read"
+    except (OSError, ValueError) as error:
+        _fail(f"{error}: name the image with --image (see `prebake images list`)", exits.USAGE)
+    click.echo(f"prebake deploy: image {picked.image.name} ({how})", err=True)
+    for reason in picked.reasons:
+        click.echo(f"  why:     {reason}", err=True)
+    for warning in picked.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+    return str(picked.image.name)
 
 
 def _emit(output: str, files: dict[str, str], force: bool) -> None:
@@ -81,7 +119,10 @@ def deploy() -> None:
 @deploy.command("k8s", context_settings={"show_default": True})
 @click.argument("name")
 @click.option(
-    "--image", required=True, help="Catalog image name, or an image reference (e.g. from `prebake extend`)."
+    "--image",
+    default=None,
+    help="Catalog image name, or an image reference (e.g. from `prebake extend`). "
+    "[default: the image `prebake recommend` picks for the model or entry script]",
 )
 @click.option(
     "--model",
@@ -143,7 +184,16 @@ def deploy() -> None:
     is_flag=True,
     help="Let the server load pickle/joblib models (they run code).",
 )
-def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bool, **options: Any) -> None:
+@REGISTRY
+def k8s(
+    name: str,
+    image: str | None,
+    entry_script: Path | None,
+    output: str,
+    force: bool,
+    registry: str | None,
+    **options: Any,
+) -> None:
     """Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for model NAME."""
     from prebake.deploy.kubernetes import manifests
     from prebake.deploy.render import dump_all
@@ -163,7 +213,9 @@ def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bo
                 f"{entry_script} is over {CONFIGMAP_LIMIT // 1024} KiB, too large for a ConfigMap: bake it in with `prebake extend`",
                 exits.USAGE,
             )
-    reference, gpu_image = resolve_image(image)
+    if image is None:
+        image = recommended_image(options.get("model"), entry_script, gpu=bool(options["gpus"]))
+    reference, gpu_image = resolve_image(image, registry)
     if options["gpus"] is None:
         options["gpus"] = 1 if gpu_image else 0
     try:
@@ -206,6 +258,7 @@ def k8s(name: str, image: str, entry_script: Path | None, output: str, force: bo
     is_flag=True,
     help="Let the runtimes load pickle/joblib models (they run code).",
 )
+@REGISTRY
 def kserve(
     images: tuple[str, ...],
     namespaced: bool,
@@ -219,14 +272,15 @@ def kserve(
     output: str,
     force: bool,
     allow_pickle: bool,
+    registry: str | None,
 ) -> None:
     """KServe runtimes for catalog images, and optionally an InferenceService that uses one."""
     from prebake.deploy import kserve as ks
     from prebake.deploy.render import dump_all
     from prebake.deploy.spec import DeployError, check_name
-    from prebake.images.catalog import load_catalog
 
-    chosen = [_catalog_image(name) for name in images] or list(load_catalog().images)
+    catalog = _catalog(registry)
+    chosen = [_catalog_image(name, registry) for name in images] or list(catalog.images)
     if namespaced and not namespace:
         _fail("--namespaced needs --namespace NS", exits.USAGE)
     if (isvc is None) != (storage_uri is None):
@@ -243,7 +297,7 @@ def kserve(
             )
         kind: ks.RuntimeKind = "ServingRuntime" if namespaced else "ClusterServingRuntime"
         # Auto-selection is decided over the whole catalog, so writing one runtime never changes which wins.
-        auto = ks.auto_selected(load_catalog().images)
+        auto = ks.auto_selected(catalog.images)
         runtimes = [
             ks.serving_runtime(
                 image,

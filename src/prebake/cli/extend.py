@@ -13,10 +13,8 @@ import click
 
 from prebake import exits
 from prebake.cli.images import catalog_image_names, handle_errors
+from prebake.cli.options import ENGINE, REGISTRY
 
-ENGINE = click.option(
-    "--engine", type=click.Choice(["podman", "docker"]), default=None, help="Container engine."
-)
 FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -59,6 +57,7 @@ def _errors() -> Iterator[None]:
 )
 @CA_BUNDLE
 @ENGINE
+@REGISTRY
 def extend(
     name: str,
     requirements: Path | None,
@@ -69,6 +68,7 @@ def extend(
     test: bool,
     ca_bundle: Path | None,
     engine: str | None,
+    registry: str | None,
 ) -> None:
     """Build a derived image FROM a prebuilt one with more Python and apt packages; non-root, SBOM updated, tested."""
     from prebake.extend.extend import ExtendSpec, extend_image, validate
@@ -77,7 +77,7 @@ def extend(
 
     with _errors():
         spec = ExtendSpec(
-            image=load_catalog().get(name),
+            image=load_catalog(registry=registry).get(name),
             tag=tag,
             requirements=requirements,
             apt=apt,
@@ -141,8 +141,16 @@ def extend(
     help="Seconds for init() and the sample.",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
+@click.option(
+    "--allow-pickle",
+    "allow_pickle",
+    is_flag=True,
+    envvar="PREBAKE_ALLOW_PICKLE",
+    help="Load a pickle/joblib model (it runs code when loaded), as prebake serve --allow-pickle. [default: refuse]",
+)
 @CA_BUNDLE
 @ENGINE
+@REGISTRY
 @FORMAT
 def check(
     model: Path | None,
@@ -155,8 +163,10 @@ def check(
     where: str,
     timeout_s: float,
     strict: bool,
+    allow_pickle: bool,
     ca_bundle: Path | None,
     engine: str | None,
+    registry: str | None,
     fmt: str,
 ) -> None:
     """Validate a deployment before it ships: requirements against the image's pins, import, init() and a sample request."""
@@ -177,8 +187,9 @@ def check(
             where=where,  # type: ignore[arg-type]
             timeout_s=timeout_s,
             ca_bundle=ca_bundle,
+            allow_pickle=allow_pickle,
         )
-        report = run_check(request, load_catalog())
+        report = run_check(request, load_catalog(registry=registry))
     click.echo(json.dumps(report.as_json(), indent=2) if fmt == "json" else report.text())
     failed = not report.ok or (strict and any(f.severity == "warning" for f in report.findings))
     sys.exit(exits.CHECK_FAILED if failed else exits.OK)

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from prebake import exits
+from prebake.cli.options import ENGINE, REGISTRY
 
 
 def exit_code(error: Exception) -> int:
@@ -23,13 +24,17 @@ def exit_code(error: Exception) -> int:
     from prebake.images.build import BuildFailed
     from prebake.images.engine import EngineMissing
     from prebake.images.runner import ModelMismatch
+    from prebake.images.selfwheel import WheelFailed
+    from prebake.images.signing import VerifyFailed
     from prebake.images.smoke import SmokeFailed
 
     table: list[tuple[type[Exception], int]] = [
         (NotFound, exits.NOT_FOUND),
         (EngineMissing, exits.ENGINE_MISSING),
         (BuildFailed, exits.BUILD_FAILED),
+        (WheelFailed, exits.BUILD_FAILED),
         (SmokeFailed, exits.CHECK_FAILED),
+        (VerifyFailed, exits.CHECK_FAILED),
         (ModelMismatch, exits.USAGE),
         (ConfigError, exits.USAGE),
     ]
@@ -66,36 +71,59 @@ def images() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True
 )
-def list_images(fmt: str) -> None:
-    """List every image in the catalog (like Azure ML's table of prebuilt inference images)."""
+@REGISTRY
+def list_images(fmt: str, registry: str | None) -> None:
+    """List every image in the catalog (like Azure ML's table of prebuilt inference images).
+
+    JSON also lists each push made from here: reference, digest, and the signature's tag.
+    """
     from prebake.images.catalog import load_catalog
+    from prebake.images.state import pushes
     from prebake.images.table import images_json, images_markdown, images_table
 
     with handle_errors():
-        catalog = load_catalog()
+        catalog = load_catalog(registry=registry)
         render: Callable[[Any], str] = {
             "table": images_table,
             "markdown": images_markdown,
-            "json": images_json,
+            "json": lambda c: images_json(c, pushes()),
         }[fmt]
         click.echo(render(catalog))
 
 
 @images.command("show")
 @click.argument("name", shell_complete=catalog_image_names)
-@click.option(
-    "--engine", type=click.Choice(["podman", "docker"]), default=None, help="Ask this engine for the size."
-)
+@ENGINE
+@REGISTRY
+@click.option("--layers", is_flag=True, help="List each layer of the built image with its size.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def show_image(name: str, engine: str | None, fmt: str) -> None:
-    """Show one image: packages and versions (the whole lock), labels, and its size once built."""
+def show_image(name: str, engine: str | None, registry: str | None, layers: bool, fmt: str) -> None:
+    """Show one image: packages and versions (the whole lock), labels, pushes, and its size once built."""
     from prebake.images.catalog import load_catalog
+    from prebake.images.state import pushes
     from prebake.images.table import image_details, image_details_text
 
     with handle_errors():
-        catalog = load_catalog()
-        details = image_details(catalog.get(name), catalog, engine)
+        catalog = load_catalog(registry=registry)
+        details = image_details(catalog.get(name), catalog, engine, layers=layers, pushed=pushes())
         click.echo(json.dumps(details, indent=2) if fmt == "json" else image_details_text(details))
+
+
+@images.command("prune")
+@ENGINE
+def prune(engine: str | None) -> None:
+    """Remove what prebake builds left on purpose (--cache): builder stages and kept BuildKit cache.
+
+    Images prebake built and tagged stay; remove those with the engine (podman rmi / docker rmi).
+    """
+    from prebake.images.engine import Engine
+    from prebake.images.prune import prune_leftovers
+
+    with handle_errors():
+        removed = prune_leftovers(Engine.find(engine))
+        click.echo(
+            f"removed {removed.items} builder stages / cache records, {removed.bytes / 1e6:.0f} MB freed"
+        )
 
 
 @images.command("lock")

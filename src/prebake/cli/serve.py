@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,12 @@ from prebake import exits
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+# Plain strings, not click.Path: a Path would fold s3://bucket/key into s3:/bucket/key.
+@click.argument("models", nargs=-1)
 @click.option(
     "--model-repository",
     "model_repository",
-    type=click.Path(path_type=Path),
-    help="Directory of models, one per subdirectory.",
+    help="Directory of models, one per subdirectory (or a storage URI of one). Env: PREBAKE_MODEL_REPOSITORY.",
 )
 @click.option(
     "--model-name",
@@ -35,7 +37,11 @@ from prebake import exits
 @click.option(
     "--model-dir", "--model_dir", "model_dir", help="Directory given to score.py as AZUREML_MODEL_DIR."
 )
-@click.option("--app-root", "app_root", help="Where relative entry scripts are found. Env: AML_APP_ROOT.")
+@click.option(
+    "--app-root",
+    "app_root",
+    help="Where relative entry scripts and swagger files are found. Env: AML_APP_ROOT. [default: the current directory]",
+)
 @click.option("--host", default=None, help="Interface to bind. [default: 0.0.0.0]")
 @click.option("--port", type=int, default=None, help="HTTP port. [default: 5001]")
 @click.option(
@@ -156,12 +162,31 @@ from prebake import exits
     default=None,
     help="Load pickle/joblib models (they run code when loaded). Env: PREBAKE_ALLOW_PICKLE=1. [default: refuse]",
 )
+@click.option(
+    "--handler-scripts/--no-handler-scripts",
+    "handler_scripts",
+    default=None,
+    help="Run a model folder's SageMaker handler script (code/inference.py), which is code. "
+    "Env: PREBAKE_HANDLER_SCRIPTS=0 refuses them. [default: run]",
+)
+@click.option(
+    "--allow-client-shm/--no-allow-client-shm",
+    "allow_client_shm",
+    default=None,
+    help="Let clients register system shared memory regions for inputs and outputs (Triton's option of "
+    "the same name; the V2 shared memory extension). Env: PREBAKE_ALLOW_CLIENT_SHM=1. [default: refuse]",
+)
 def serve(**flags: Any) -> None:
-    """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC)."""
+    """Serve models with no code, or an Azure ML entry script, over HTTP (and gRPC).
+
+    A model, --model-repository or --model-dir may be a storage URI (s3://, gs://, az://, abfs://, https://):
+    it is fetched once into the cache (PREBAKE_CACHE_DIR) before the server starts.
+    """
     from prebake.config import load_config
     from prebake.errors import ConfigError
 
     try:
+        flags = fetch_storage(flags, os.environ)
         config = load_config(**flags)
         _start_time_packages(config.app_root, config.model_dir)
     except ConfigError as error:
@@ -185,3 +210,42 @@ def _start_time_packages(app_root: Path, model_dir: Path | None) -> None:
     from prebake.extend.startup import activate, prepare
 
     activate(prepare(os.environ, app_root=app_root, model_dir=model_dir))
+
+
+def fetch_storage(flags: dict[str, Any], env: MutableMapping[str, str]) -> dict[str, Any]:
+    """``flags`` with every storage URI (models, --model-repository, --model-dir, and their environment
+    variables PREBAKE_MODEL_REPOSITORY and Vertex AI's AIP_STORAGE_URI) replaced by its local copy in the
+    cache, fetched now: before the server starts, so the workers fork after it. StorageError (a
+    ConfigError: exit 2) names a URI that cannot be fetched. Nothing is imported unless a URI is given.
+    """
+    from prebake.storage.uri import is_uri
+
+    models = [str(m) for m in flags.get("models") or ()]
+    repository = flags.get("model_repository") or env.get("PREBAKE_MODEL_REPOSITORY") or ""
+    model_dir = flags.get("model_dir") or ""
+    # Vertex AI gives the model as AIP_STORAGE_URI and expects the container to fetch it; config.py serves
+    # it (a local path) when nothing else is named, so it is fetched under the same condition.
+    vertex = env.get("AIP_STORAGE_URI", "")
+    wants_vertex = (
+        is_uri(vertex) and not models and not (flags.get("entry_script") or env.get("AZUREML_ENTRY_SCRIPT"))
+    )
+    uris = [u for u in (*models, repository, model_dir) if is_uri(u)] + ([vertex] if wants_vertex else [])
+    if not uris:
+        return flags
+    from prebake.storage.localize import localize
+
+    fetched = localize(uris, env)
+    for result in fetched.values():
+        click.echo(f"prebake serve: {result.summary()}", err=True)
+
+    def local(value: str) -> str:
+        return str(fetched[value].path) if value in fetched else value
+
+    if wants_vertex:
+        env["AIP_STORAGE_URI"] = local(vertex)  # what Vertex would have set had it copied the model itself
+    updated = {**flags, "models": tuple(local(m) for m in models)}
+    if is_uri(repository):
+        updated["model_repository"] = local(repository)
+    if is_uri(model_dir):
+        updated["model_dir"] = local(model_dir)
+    return updated

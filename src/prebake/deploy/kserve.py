@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from prebake import frameworks
 from prebake.deploy.kubernetes import UID
 from prebake.deploy.spec import GRPC_PORT, MODEL_MOUNT, PRESTOP_SLEEP_S, DeployError, check_name
 from prebake.images.catalog import Image
@@ -26,25 +27,21 @@ RuntimeKind = Literal["ClusterServingRuntime", "ServingRuntime"]
 KSERVE_HTTP_PORT = 8080
 API = "serving.kserve.io"
 # catalog framework -> the model format name KServe's InferenceService uses (spec.predictor.model.modelFormat).
-MODEL_FORMATS: dict[str, str] = {
-    "sklearn": "sklearn",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "onnxruntime": "onnx",
-    "pytorch": "pytorch",
-    "tensorflow": "tensorflow",
-    "transformers": "huggingface",
-}
+MODEL_FORMATS: dict[str, str] = {f.catalog: f.kserve for f in frameworks.FRAMEWORKS if f.catalog and f.kserve}
 
 
 def runtime_name(image: Image) -> str:
-    """A short Kubernetes name for the image's runtime: framework, version and device."""
+    """A short Kubernetes name for the image's runtime: framework, version and device, and the OS and
+    Python where the image is not on the catalog's default base (the same row on Debian 13 differs)."""
     version = image.version.replace(".", "-")
-    return (
+    name = (
         f"prebake-{image.framework}-{version}-{image.device}"
         if version
         else f"prebake-{image.framework}-{image.device}"
     )
+    if not image.base.default:
+        name += f"-{image.os}-py{image.python.replace('.', '')}"
+    return name
 
 
 def servable(images: Sequence[Image]) -> list[Image]:
@@ -54,10 +51,11 @@ def servable(images: Sequence[Image]) -> list[Image]:
 
 def auto_selected(images: Sequence[Image]) -> set[str]:
     """Names of the images KServe should pick when an InferenceService names only a format: per
-    framework, the newest CPU image. GPU images and older versions are chosen by ``runtime:`` only."""
+    framework, the newest CPU image on the default base. GPU images, older versions and other bases are
+    chosen by ``runtime:`` only."""
     best: dict[str, Image] = {}
     for image in servable(images):
-        if image.gpu:
+        if image.gpu or not image.base.default:
             continue
         current = best.get(image.framework)
         if current is None or _version(image.version) > _version(current.version):

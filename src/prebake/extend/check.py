@@ -12,6 +12,7 @@ Steps, each a ``Finding`` (ok, warning or error, with what to do about it):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from prebake.errors import PrebakeError
+from prebake.errors import ConfigError, PrebakeError
 from prebake.extend.evidence import gather
 from prebake.extend.pins import pins_from_environment, pins_from_lock
 from prebake.extend.recommend import image_packages, provided
 from prebake.extend.resolve import resolve
+from prebake.extend.staging import Stager
 from prebake.images.catalog import Catalog, Image
 
 Severity = Literal["ok", "warning", "error"]
@@ -92,6 +94,7 @@ class CheckRequest:
     where: Literal["auto", "image", "local"] = "auto"
     timeout_s: float = 120.0
     ca_bundle: Path | None = None
+    allow_pickle: bool = False  # load a pickled model (it runs code), as prebake serve --allow-pickle
 
 
 def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
@@ -110,6 +113,16 @@ def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
     model = request.model or request.model_dir
     if image is not None and model is not None:
         _model_versions(model, image, report)
+    scratch_requirements = None
+    if (
+        image is not None
+        and model is not None
+        and request.requirements is None
+        and (model / "MLmodel").is_file()
+    ):
+        scratch_requirements = _mlflow_requirements(model, image, report)
+        if scratch_requirements is not None:
+            request = dataclasses.replace(request, requirements=scratch_requirements)
     if request.requirements is not None:
         step_started = time.monotonic()
         resolution = resolve(request.requirements, pins if pins is not None else pins_from_environment(),
@@ -125,8 +138,32 @@ def check(request: CheckRequest, catalog: Catalog) -> CheckReport:
         )
     if report.ok:
         _probe(request, image, report)
+    if scratch_requirements is not None:
+        scratch_requirements.unlink(missing_ok=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _mlflow_requirements(model: Path, image: Image, report: CheckReport) -> Path | None:
+    """The requirements an MLflow model was logged with that ``image`` lacks, as a file for the start-time
+    layer (None where it lacks none): what the deployment would install at start."""
+    from prebake.extend.recommend import recommend_for_image
+
+    lacking = recommend_for_image(model, image).lacking
+    if not lacking:
+        report.add("mlflow-requirements", "ok", f"{image.name} holds every package the model was logged with")
+        return None
+    report.add(
+        "mlflow-requirements",
+        "ok",
+        f"the model's requirements that {image.name} lacks are installed through the start-time layer: "
+        + ", ".join(lacking),
+    )
+    handle, name = tempfile.mkstemp(prefix="prebake-mlflow-", suffix=".txt")
+    os.close(handle)
+    path = Path(name)
+    path.write_text("\n".join(lacking) + "\n")
+    return path
 
 
 def _inputs(request: CheckRequest, report: CheckReport) -> bool:
@@ -226,7 +263,14 @@ def _probe(request: CheckRequest, image: Image | None, report: CheckReport) -> N
     with tempfile.TemporaryDirectory(prefix="prebake-check-") as scratch:
         if engine is not None and image is not None:
             report.environment = f"inside {image.reference} ({engine.name})"
-            command = [engine.path, *_engine_arguments(request, image.reference, Path(scratch))]
+            stage = Stager(Path(scratch) / "readable")
+            try:
+                command = [engine.path, *_engine_arguments(request, image.reference, Path(scratch), stage)]
+            except ConfigError as error:
+                report.add("mounts", "error", error.message)
+                return
+            for note in stage.notes:
+                report.add("mounts", "ok", note)
             env = _engine_env()
         else:
             report.environment = f"this Python ({sys.executable})" + (
@@ -275,6 +319,8 @@ def _probe_args(request: CheckRequest, script: str | None, model: str | None, mo
     ):
         if value is not None:
             args += [flag, value]
+    if request.allow_pickle and model is not None:
+        args.append("--allow-pickle")
     return args
 
 
@@ -321,8 +367,9 @@ def overlay_code(destination: Path) -> Path:
     return destination
 
 
-def _engine_arguments(request: CheckRequest, reference: str, scratch: Path) -> list[str]:
-    """``run`` arguments for the probe inside the image: this prebake mounted over the image's, user files read-only."""
+def _engine_arguments(request: CheckRequest, reference: str, scratch: Path, stage: Stager) -> list[str]:
+    """``run`` arguments for the probe inside the image: this prebake mounted over the image's, user files
+    read-only (readable copies from ``stage`` where uid 1000 could not read the originals)."""
     scratch.chmod(0o755)
     code = overlay_code(scratch / "code")
     args = ["run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=512m", "--cap-drop", "all",
@@ -331,29 +378,29 @@ def _engine_arguments(request: CheckRequest, reference: str, scratch: Path) -> l
             "--env", "PREBAKE_CACHE_DIR=/tmp/prebake-cache"]  # fmt: skip
     script = model = model_dir = sample = None
     if request.entry_script is not None:
-        args += ["--volume", f"{request.entry_script.resolve().parent}:{APP}:ro"]
+        staged_script = stage.readable_folder_of(request.entry_script, "entry script")
+        args += ["--volume", f"{staged_script.parent}:{APP}:ro"]
         script = f"{APP}/{request.entry_script.name}"
     target = request.model or request.model_dir
     if target is not None:
-        target = target.resolve()
-        mount = f"{MODELS}/{target.name}" if target.is_file() else MODELS
+        mount = f"{MODELS}/{target.resolve().name}" if target.is_file() else MODELS
+        target = stage.readable(target.resolve(), "model" if request.model is not None else "model folder")
         args += ["--volume", f"{target}:{mount}:ro"]
         model_dir = MODELS
         model = mount if request.model is not None else None
     if request.requirements is not None:
-        args += ["--volume", f"{request.requirements.resolve()}:{CHECK}/requirements.txt:ro",
+        requirements = stage.readable(request.requirements.resolve(), "requirements file")
+        args += ["--volume", f"{requirements}:{CHECK}/requirements.txt:ro",
                  "--env", f"PREBAKE_EXTRA_REQUIREMENTS={CHECK}/requirements.txt"]  # fmt: skip
     if request.wheelhouse is not None:
-        args += ["--volume", f"{request.wheelhouse.resolve()}:{CHECK}/wheelhouse:ro", "--network", "none",
+        wheelhouse = stage.readable(request.wheelhouse.resolve(), "wheelhouse")
+        args += ["--volume", f"{wheelhouse}:{CHECK}/wheelhouse:ro", "--network", "none",
                  "--env", f"PREBAKE_WHEELHOUSE={CHECK}/wheelhouse"]  # fmt: skip
     if request.ca_bundle is not None:  # a TLS-inspecting proxy between pip and the index
-        args += [
-            "--volume",
-            f"{request.ca_bundle.resolve()}:{CHECK}/ca.pem:ro",
-            "--env",
-            f"PIP_CERT={CHECK}/ca.pem",
-        ]
+        ca_bundle = stage.readable(request.ca_bundle.resolve(), "CA bundle")
+        args += ["--volume", f"{ca_bundle}:{CHECK}/ca.pem:ro", "--env", f"PIP_CERT={CHECK}/ca.pem"]
     if request.sample is not None:
-        args += ["--volume", f"{request.sample.resolve()}:{CHECK}/sample.json:ro"]
+        sample_file = stage.readable(request.sample.resolve(), "sample request")
+        args += ["--volume", f"{sample_file}:{CHECK}/sample.json:ro"]
         sample = f"{CHECK}/sample.json"
     return [*args, reference, *_probe_args(request, script, model, model_dir, sample)]

@@ -19,6 +19,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from prebake import frameworks
+
 # Import names that are not their PyPI names, and packages that stand for a framework image.
 IMPORT_TO_PACKAGE = {
     "sklearn": "scikit-learn",
@@ -31,7 +33,8 @@ IMPORT_TO_PACKAGE = {
 }
 IGNORED_IMPORTS = frozenset({"azureml", "inference_schema", "prebake"})
 _MAX_FILES = 200
-_PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".sav", ".dat"})
+# The pickles prebake loads, and the other names people give them (read for the modules they name).
+_PICKLE_SUFFIXES = frameworks.PICKLE_SUFFIXES | {".sav", ".dat"}
 _PICKLE_MODULES = re.compile(
     rb"(sklearn|xgboost|lightgbm|torch|tensorflow|keras|catboost|statsmodels)\.[A-Za-z_]"
 )
@@ -55,10 +58,58 @@ def gather(path: Path) -> list[Evidence]:
     """Everything ``path`` (a model file, a folder of them, or a score.py) says it needs."""
     if not path.exists():
         raise FileNotFoundError(path)
+    if path.name == "MLmodel" or (path / "MLmodel").is_file():
+        return from_mlflow(path if path.is_dir() else path.parent)
     files = [path] if path.is_file() else _files(path)
     found: list[Evidence] = []
     for file in files:
         found.extend(from_file(file))
+    return found
+
+
+#: Set on evidence read from an MLflow model's requirements.txt: what it was logged with, which the image
+#: may lack, but not what picks the image (a logging environment's requirements list its every package).
+LOGGED_REQUIREMENT = "logged in requirements.txt"
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*([^\s;,]+))?")
+
+
+def from_mlflow(folder: Path) -> list[Evidence]:
+    """An MLflow model's flavors (the framework and the version each recorded) and its requirements.
+
+    A native flavor (sklearn, xgboost, lightgbm, onnx) needs only its framework in prebake; a skops-format
+    sklearn model needs skops; any other flavor loads through mlflow (mlflow-skinny) and needs it too."""
+    from prebake.runtimes.mlflow import NATIVE, choose_flavor
+    from prebake.runtimes.mlflow_model import FLAVOR_PACKAGES, read_mlmodel
+
+    model = read_mlmodel(folder)
+    found: list[Evidence] = []
+    versions = model.framework_versions()
+    for flavor, (package, _) in FLAVOR_PACKAGES.items():
+        if flavor in model.flavors:
+            version = versions.get(package)
+            recorded = f"{package} {version}" if version else package
+            found.append(Evidence(package, f"MLmodel (flavor {flavor}) records {recorded}", version))
+    try:
+        flavor = choose_flavor(model)
+    except Exception:  # noqa: BLE001 - the runtime says why at load; here only the packages matter
+        flavor = "python_function"
+    if model.flavors.get("sklearn", {}).get("serialization_format") == "skops" and flavor == "sklearn":
+        found.append(Evidence("skops", "MLmodel: the sklearn model is saved in skops format"))
+    if flavor not in NATIVE:
+        found.append(
+            Evidence(
+                "mlflow-skinny", f"MLmodel: the {flavor} flavor loads through mlflow", model.mlflow_version
+            )
+        )
+    named = {item.package for item in found}
+    for line in model.requirements():
+        match = _REQUIREMENT.match(line)
+        if not match or match.group(1).lower() in named:
+            continue
+        package = "mlflow-skinny" if match.group(1).lower() == "mlflow" else match.group(1).lower()
+        if package == "mlflow-skinny" and flavor in NATIVE:
+            continue  # prebake loads native flavors without mlflow
+        found.append(Evidence(package, f"requirements.txt: {line}", match.group(2), note=LOGGED_REQUIREMENT))
     return found
 
 
@@ -69,6 +120,18 @@ def _files(folder: Path) -> list[Path]:
         p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
     )
     return files[:_MAX_FILES]
+
+
+#: discovery's runtime names -> the package that runtime needs.
+_RUNTIME_PACKAGE = {f.runtime: f.package for f in frameworks.FRAMEWORKS if f.package and f.suffixes}
+
+
+def from_name(name: str) -> list[Evidence]:
+    """What a model's file name alone says (its suffix, as discovery reads it), for a model not on this
+    machine (in a volume, a bucket); empty when the suffix names no framework."""
+    suffix = Path(name).suffix.lower()
+    package = _RUNTIME_PACKAGE.get(frameworks.SUFFIX_RUNTIMES.get(suffix, ""))
+    return [Evidence(package, f"{Path(name).name}: a {suffix} file")] if package else []
 
 
 def from_file(file: Path) -> list[Evidence]:

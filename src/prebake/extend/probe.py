@@ -2,9 +2,11 @@
 the image where an engine exists), so a crash, a hang or a stray ``sys.exit`` cannot take the checker down.
 
     python -m prebake.extend.probe --entry-script score.py [--model-dir DIR] [--sample request.json]
-                                   [--model PATH] [--app-root DIR]
+                                   [--model PATH [--allow-pickle]] [--app-root DIR]
 
-Extra requirements and source folders come from the usual environment variables (startup.py). It prints
+Extra requirements and source folders come from the usual environment variables (startup.py). A pickled
+model is refused unless ``--allow-pickle`` is given, as ``prebake serve`` refuses it (the environment's
+PREBAKE_ALLOW_PICKLE is not read here: the checker passes the flag, or not). It prints
 one JSON line: ``{"steps": [{"step", "ok", "seconds", "message", "fix"}]}`` and exits 0 (the checker
 judges the steps).
 """
@@ -12,12 +14,12 @@ judges the steps).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.entry_script:
         _entry_script(steps, Path(args.entry_script), args.sample)
     elif args.model:
-        _model(steps, Path(args.model))
+        _model(steps, Path(args.model), args.sample, allow_pickle=args.allow_pickle)
     return steps
 
 
@@ -82,16 +84,16 @@ def _entry_script(steps: list[dict[str, Any]], script: Path, sample: str | None)
     from prebake.runtimes.entry_script import EntryScriptRuntime
     from prebake.types import RawRequest
 
-    captured = io.StringIO()
-    handler = logging.StreamHandler(captured)
-    logging.getLogger("prebake").addHandler(handler)
     runtime = EntryScriptRuntime(script)
 
     def load() -> str:
         try:
             runtime.load()
         except BaseException as exc:
-            trace = [line for line in captured.getvalue().splitlines() if line.strip()][-6:]
+            # The script's own traceback is the cause of the load error.
+            cause = exc.__cause__ or exc
+            lines = "".join(traceback.format_exception(cause)).splitlines()
+            trace = [line for line in lines if line.strip()][-6:]
             raise Failed(f"{getattr(exc, 'message', None) or exc} | " + " | ".join(trace)) from exc
         return "imported; init() returned"
 
@@ -115,21 +117,54 @@ def _entry_script(steps: list[dict[str, Any]], script: Path, sample: str | None)
     _step(steps, "sample-request", score, "call run() with this sample locally and fix the error shown")
 
 
-def _model(steps: list[dict[str, Any]], model: Path) -> None:
+def _model(
+    steps: list[dict[str, Any]], model: Path, sample: str | None = None, *, allow_pickle: bool = False
+) -> None:
+    loaded: list[Any] = []
+
     def load() -> str:
         from prebake.runtimes.discover import model_from_path
         from prebake.runtimes.registry import create_runtime
 
         settings = model_from_path(model, "cpu")
+        # As the server does: the operator's choice (--allow-pickle, or PREBAKE_ALLOW_PICKLE=1 where the
+        # check runs here), which the model's settings file can only narrow.
+        allowed = allow_pickle or os.environ.get("PREBAKE_ALLOW_PICKLE") == "1"
+        settings.parameters.setdefault("allow_pickle", allowed)
         runtime = create_runtime(settings)
         runtime.load()
+        loaded.append(runtime)
         return f"{model.name} loaded by the {settings.runtime} runtime, as `prebake serve` loads it"
 
-    _step(
+    if not _step(
         steps,
         "load-model",
         load,
-        "save the model with the package versions the image holds (see prebake recommend)",
+        "save the model with the package versions the image holds (see prebake recommend); for a pickle "
+        "you trust, pass --allow-pickle",
+    ):
+        return
+    runtime = loaded[0]
+    body = Path(sample).read_bytes() if sample else None
+    if runtime.name == "mlflow" and body is None and runtime.model is not None:
+        body = runtime.model.serving_example()  # the input_example the model was logged with
+    if body is None or runtime.name != "mlflow":
+        return
+
+    def predict() -> str:
+        from prebake import codec
+        from prebake.frames import predictions
+        from prebake.protocols.mlflow_scoring import decode_json
+
+        response = runtime.predict(decode_json(codec.loads(body)))
+        answer = codec.dumps({"predictions": predictions(response)})
+        return f"the sample request answered: {answer[:200].decode(errors='replace')}"
+
+    _step(
+        steps,
+        "sample-request",
+        predict,
+        "send this request to `prebake serve` locally and fix the error shown",
     )
 
 
@@ -140,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir")
     parser.add_argument("--app-root")
     parser.add_argument("--sample")
+    parser.add_argument("--allow-pickle", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     steps = probe(args)

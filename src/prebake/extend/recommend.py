@@ -8,11 +8,13 @@ release). A script that needs no framework gets the minimal image. Where no imag
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prebake.extend.evidence import Evidence, gather
+from prebake import frameworks
+from prebake.extend.evidence import LOGGED_REQUIREMENT, Evidence, from_name, gather
 from prebake.extend.pins import canonical, pins_from_lock
 from prebake.images.catalog import Catalog, Image
 
@@ -25,15 +27,7 @@ ALIASES = {
 # The newest default-domain ONNX opset each onnxruntime release runs (onnxruntime's compatibility table).
 ORT_MAX_OPSET = ((1, 15, 19), (1, 17, 20), (1, 18, 21), (1, 21, 22), (1, 23, 23))
 # The package each catalog framework is named for: an image named for what the model needs wins ties.
-FRAMEWORK_PACKAGE = {
-    "sklearn": "scikit-learn",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "onnxruntime": "onnxruntime",
-    "pytorch": "torch",
-    "tensorflow": "tensorflow",
-    "transformers": "transformers",
-}
+FRAMEWORK_PACKAGE = {f.catalog: f.package for f in frameworks.FRAMEWORKS if f.catalog and f.package}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +37,8 @@ class Recommendation:
     warnings: list[str] = field(default_factory=list)
     exact: bool = True
     evidence: list[Evidence] = field(default_factory=list)
+    #: Requirements the model needs that the image lacks (``pkg==version``), for PREBAKE_EXTRA_REQUIREMENTS.
+    lacking: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +47,7 @@ class Recommendation:
             "exact": self.exact,
             "reasons": self.reasons,
             "warnings": self.warnings,
+            "lacking": self.lacking,
         }
 
 
@@ -87,13 +84,31 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
 
     Raises FileNotFoundError for a missing path and ValueError for a file that cannot be read.
     """
-    evidence = gather(path)
+    return choose(gather(path), catalog, device=device, label=path.name)
+
+
+def recommend_for_name(name: str, catalog: Catalog, *, device: str = "cpu") -> Recommendation:
+    """The best image for a model known only by its file name (not on this machine): by its suffix.
+
+    Raises ValueError when the name says nothing about the framework.
+    """
+    evidence = from_name(name)
+    if not evidence:
+        raise ValueError(f"{name}: the file name does not say which framework saved it")
+    return choose(evidence, catalog, device=device, label=Path(name).name)
+
+
+def choose(evidence: list[Evidence], catalog: Catalog, *, device: str, label: str) -> Recommendation:
+    """The image the evidence points to, with the reasons (``label`` names what the evidence came from).
+    What an MLflow model's logging environment listed is checked against the image, not used to pick it."""
+    logged = [item for item in evidence if item.note == LOGGED_REQUIREMENT]
+    evidence = [item for item in evidence if item.note != LOGGED_REQUIREMENT]
     candidates = [image for image in catalog.images if (image.device == "cpu") == (device == "cpu")]
     if not candidates:
         raise ValueError(f"the catalog has no {device} image")
     minimal = [image for image in candidates if image.framework == "minimal"]
     if not evidence and minimal:
-        return _explain(minimal[0], image_packages(minimal[0]), evidence, path)
+        return _explain(minimal[0], image_packages(minimal[0]), evidence, label, logged)
     scored = []
     for image in candidates:
         packages = image_packages(image)
@@ -107,16 +122,30 @@ def recommend(path: Path, catalog: Catalog, *, device: str = "cpu") -> Recommend
         scored.append(((held, exact, named, newest, -len(packages)), image, packages))
     scored.sort(key=lambda entry: entry[0], reverse=True)
     _, image, packages = scored[0]
-    return _explain(image, packages, evidence, path)
+    return _explain(image, packages, evidence, label, logged)
 
 
-def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], path: Path) -> Recommendation:
+def recommend_for_image(path: Path, image: Image) -> Recommendation:
+    """What ``image`` gives and lacks for the model at ``path`` (as ``recommend`` explains its pick)."""
+    everything = gather(path)
+    evidence = [item for item in everything if item.note != LOGGED_REQUIREMENT]
+    logged = [item for item in everything if item.note == LOGGED_REQUIREMENT]
+    return _explain(image, image_packages(image), evidence, path.name, logged)
+
+
+def _explain(
+    image: Image,
+    packages: dict[str, str],
+    evidence: list[Evidence],
+    label: str,
+    logged: Sequence[Evidence] = (),
+) -> Recommendation:
     reasons: list[str] = []
     warnings: list[str] = []
     exact = True
     if not evidence:
         reasons.append(
-            f"{path.name} names no framework prebake recognises: the minimal image serves score.py files"
+            f"{label} names no framework prebake recognises: the minimal image serves score.py files"
         )
     missing: list[str] = []
     for item in evidence:
@@ -154,4 +183,17 @@ def _explain(image: Image, packages: dict[str, str], evidence: list[Evidence], p
             f"no catalog image holds {', '.join(unique)}: add {'it' if len(unique) == 1 else 'them'} with a requirements "
             "file (PREBAKE_EXTRA_REQUIREMENTS, or `prebake extend -r`)"
         )
-    return Recommendation(image, reasons, warnings, exact, evidence)
+    lacking = [_pin(item) for item in evidence if item.package in missing]
+    absent = [item for item in logged if provided(packages, item.package) is None]
+    if absent:
+        lacking += [_pin(item) for item in absent]
+        warnings.append(
+            f"the model's requirements.txt also lists {', '.join(_pin(i) for i in absent)}, which {image.name} "
+            "lacks: install them at start (PREBAKE_EXTRA_REQUIREMENTS) or with `prebake extend -r`, where the "
+            "model needs them"
+        )
+    return Recommendation(image, reasons, warnings, exact, evidence, sorted(set(lacking)))
+
+
+def _pin(item: Evidence) -> str:
+    return f"{item.package}=={item.version}" if item.version else item.package

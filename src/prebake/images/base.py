@@ -1,8 +1,8 @@
 """Build a base image locally with debootstrap, for hosts that reach Debian's archive but no registry.
 
-The result is equivalent to ``python:3.11-slim-bookworm`` for our purpose: Debian 12, Python 3.11 with venv,
-CA certificates. Docs, man pages, locales and apt's lists and caches are removed: they are about half the
-rootfs and nothing at inference time reads them.
+The result is equivalent to ``python:3.X-slim-SUITE`` for our purpose: Debian (bookworm for Debian 12,
+trixie for Debian 13) with its own Python and venv, and CA certificates. Docs, man pages, locales and apt's
+lists and caches are removed: they are about half the rootfs and nothing at inference time reads them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prebake.errors import ImageError
+from prebake.images.catalog import Base
 from prebake.images.engine import Engine
 
-LOCAL_BASE = "localhost/prebake-base:bookworm-py3.11"
-SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # Relative to the rootfs; each is emptied, not removed, so packages that expect the folder still find it.
 STRIP = (
@@ -48,16 +47,23 @@ class BaseResult:
 
 def bootstrap_base(
     engine: Engine,
+    base: Base,
     *,
-    reference: str = LOCAL_BASE,
+    reference: str | None = None,
     mirror: str | None = None,
     force: bool = False,
 ) -> BaseResult:
-    """Make ``reference`` with debootstrap + import, unless it already exists (``force`` rebuilds).
+    """Make ``base.local`` (or ``reference``) with debootstrap + import, unless it already exists
+    (``force`` rebuilds).
 
     Needs root (debootstrap creates device nodes and chowns files) and the debootstrap package.
     """
     started = time.monotonic()
+    reference = reference or base.local
+    if not base.suite:
+        raise ImageError(
+            f"base {base.key} names no Debian suite in the catalog, so it cannot be bootstrapped"
+        )
     if not force and engine.image_exists(reference):
         return BaseResult(reference, _size(engine, reference), time.monotonic() - started)
     debootstrap = shutil.which("debootstrap") or (
@@ -66,7 +72,7 @@ def bootstrap_base(
     if debootstrap is None:
         raise ImageError(
             "debootstrap is not installed: run scripts/install-podman.sh (or apt-get install debootstrap), "
-            "or build with --base pointing at a registry image such as docker.io/library/python:3.11-slim"
+            f"or build with --base pointing at a registry image such as {base.registry}"
         )
     if os.geteuid() != 0:
         raise ImageError("prebake base needs root (debootstrap creates device nodes); run it with sudo")
@@ -76,12 +82,12 @@ def bootstrap_base(
             debootstrap,
             "--variant=minbase",
             f"--include={','.join(PACKAGES)}",
-            SUITE,
+            base.suite,
             str(rootfs),
         ]
         if mirror:
             command.append(mirror)
-        _progress(f"debootstrap {SUITE} ({', '.join(PACKAGES)})")
+        _progress(f"debootstrap {base.suite} ({', '.join(PACKAGES)})")
         result = subprocess.run(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
         )

@@ -3,6 +3,12 @@ and tag the result only when every step succeeded.
 
 The engine builds under a temporary tag; the image's real reference is added after success and the
 temporary tag removed either way, so a failed build leaves no half-tagged image behind.
+
+A build leaves nothing else behind either, unless asked to keep its cache: the builder stage's images
+podman keeps (labelled ``ai.prebake.stage=build`` by the template) are removed after the build, and so are
+the BuildKit cache records a docker build adds. ``cache=True`` keeps them (labelled
+``ai.prebake.stage=build``) so the next build of the same lock reuses them; ``prebake images prune``
+removes them. Each build reports what it added to the engine's store.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from pathlib import Path
 from prebake.errors import ImageError
 from prebake.images.catalog import Catalog, Image
 from prebake.images.engine import Engine, EngineFailed
-from prebake.images.lock import PYPROJECT, has_local_wheels
+from prebake.images.lock import has_local_wheels
 from prebake.images.render import render_containerfile
 from prebake.images.sbom import make_sbom, write_sbom
+from prebake.images.selfwheel import CHECKOUT, is_checkout, prebake_wheel
+from prebake.images.state import remember_cache
 
 DEFAULT_OUTPUT = Path("out/images")
 
@@ -43,10 +51,20 @@ class BuildResult:
     seconds: float
     output_dir: Path
     image_id: str = ""  # what was built, even if another build later moves the tag
+    added_bytes: int = 0  # what the engine's store grew by, the image included
+    cache_bytes: int = 0  # builder stages / build cache kept for the next build (cache=True), else 0
 
     def summary(self) -> str:
-        """The one-line summary a build ends with."""
-        return f"built {self.reference}  {self.size_bytes / 1e6:.0f} MB  in {self.seconds:.1f} s  (base {self.base})"
+        """The lines a build ends with: image, size, time, and the disk it used."""
+        kept = (
+            f"builder cache kept: {self.cache_bytes / 1e6:.0f} MB (`prebake images prune` removes it)"
+            if self.cache_bytes
+            else "nothing else left behind"
+        )
+        return (
+            f"built {self.reference}  {self.size_bytes / 1e6:.0f} MB  in {self.seconds:.1f} s  (base {self.base})\n"
+            f"  disk: the engine's store grew by {max(self.added_bytes, 0) / 1e6:.0f} MB; {kept}"
+        )
 
 
 def resolve_base(image: Image, engine: Engine, base: str) -> str:
@@ -55,39 +73,18 @@ def resolve_base(image: Image, engine: Engine, base: str) -> str:
         return image.base.local if engine.image_exists(image.base.local) else image.base.registry
     if base == "local":
         if not engine.image_exists(image.base.local):
-            raise ImageError(f"local base {image.base.local} not found: run `prebake base` first")
+            raise ImageError(
+                f"local base {image.base.local} not found: run `prebake base --base {image.base.key}` first"
+            )
         return image.base.local
     if base == "registry":
         return image.base.registry
     return base
 
 
-def build_prebake_wheel(destination: Path, pyproject: Path = PYPROJECT) -> Path:
-    """Build prebake's own wheel from the checkout into ``destination`` (once per command)."""
-    if not pyproject.is_file():
-        raise ImageError(f"building images needs a prebake checkout: {pyproject} not found")
-    destination.mkdir(parents=True, exist_ok=True)
-    _progress("building the prebake wheel")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(destination),
-            str(pyproject.parent),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = sorted(destination.glob("prebake-*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise BuildFailed(f"building the prebake wheel failed: {result.stderr.strip()[-500:]}")
-    return wheels[-1]
+def build_prebake_wheel(destination: Path) -> Path:
+    """prebake's own wheel for the image: built from the checkout, or packed from the installed prebake."""
+    return prebake_wheel(destination)
 
 
 def debian_packages(engine: Engine, base: str) -> list[tuple[str, str]]:
@@ -102,8 +99,12 @@ def debian_packages(engine: Engine, base: str) -> list[tuple[str, str]]:
 
 
 def _revision() -> str:
+    if not is_checkout():
+        from prebake import __version__
+
+        return f"prebake-{__version__}"  # an installed prebake: its version is what it was built from
     result = subprocess.run(
-        ["git", "-C", str(PYPROJECT.parent), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "-C", str(CHECKOUT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     )
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
@@ -117,6 +118,7 @@ def build_image(
     base: str = "auto",
     ca_bundle: Path | None = None,
     output_root: Path = DEFAULT_OUTPUT,
+    cache: bool = False,
 ) -> BuildResult:
     """Build one image and tag it ``image.reference``; BuildFailed (nothing tagged) when a step fails."""
     started = time.monotonic()
@@ -130,6 +132,8 @@ def build_image(
     output_dir = output_root / image.name
     output_dir.mkdir(parents=True, exist_ok=True)
     temporary = f"localhost/prebake-building/{image.name}:{uuid.uuid4().hex[:12]}"
+    images_before, cache_before = engine.image_ids(), engine.build_cache_ids()
+    store_before = engine.store_bytes()
     with tempfile.TemporaryDirectory(prefix="prebake-build-") as scratch:
         context = Path(scratch)
         (context / "wheels").mkdir()
@@ -157,7 +161,9 @@ def build_image(
         args = ["build", "-f", str(context / "Containerfile"), "--build-arg", f"BASE_IMAGE={base_reference}"]
         if engine.name == "podman":
             # Docker format keeps HEALTHCHECK and STOPSIGNAL, which the OCI image config has no field for.
-            args += ["--format", "docker", "--force-rm"]
+            # --layers keeps one layer per step (so `images show --layers` says what each costs); the
+            # builder stage's images it leaves are removed after the build unless --cache keeps them.
+            args += ["--format", "docker", "--force-rm", "--layers=true"]
         if local:
             args += ["--build-arg", "EXTRA_INDEX_URL="]
         args += [
@@ -177,6 +183,7 @@ def build_image(
             ) from error
         finally:
             engine.remove_image(temporary)
+            cache_bytes = _leftovers(engine, images_before, cache_before, keep=cache)
     inspected = engine.inspect_image(image.reference)
     size = inspected.get("Size", 0)
     result = BuildResult(
@@ -187,16 +194,61 @@ def build_image(
         seconds=time.monotonic() - started,
         output_dir=output_dir,
         image_id=str(inspected.get("Id", "")),
+        added_bytes=engine.store_bytes() - store_before,
+        cache_bytes=cache_bytes,
     )
     (output_dir / "build.json").write_text(
         json.dumps(
             {"image": image.name, "reference": result.reference, "id": result.image_id, "base": base_reference,
-             "size_bytes": result.size_bytes, "seconds": round(result.seconds, 1)},
+             "engine": engine.name, "size_bytes": result.size_bytes, "seconds": round(result.seconds, 1),
+             "added_bytes": result.added_bytes, "cache_bytes": result.cache_bytes},
             indent=2,
         ) + "\n",
         encoding="utf-8",
     )  # fmt: skip
     return result
+
+
+def _leftovers(engine: Engine, images_before: set[str], cache_before: set[str], *, keep: bool) -> int:
+    """Remove (or, with ``keep``, remember) what the build added besides its image; bytes kept."""
+    new_cache = engine.build_cache_ids() - cache_before
+    new_images = {
+        image_id
+        for image_id in engine.image_ids() - images_before
+        if _labels(engine, image_id).get("ai.prebake.stage") == "build"
+    }
+    if not keep:
+        engine.prune_build_cache(new_cache)
+        for image_id in sorted(new_images, key=lambda i: _created(engine, i), reverse=True):
+            engine.remove_image(image_id)  # children first: a parent goes once nothing uses it
+        return 0
+    remember_cache(engine.name, new_cache)
+    return sum(engine.image_size(image_id) for image_id in new_images) + _cache_size(engine, new_cache)
+
+
+def _created(engine: Engine, image_id: str) -> str:
+    try:
+        return str(engine.inspect_image(image_id).get("Created", ""))
+    except EngineFailed:
+        return ""
+
+
+def _labels(engine: Engine, image_id: str) -> dict[str, str]:
+    try:
+        config = engine.inspect_image(image_id).get("Config")
+    except EngineFailed:
+        return {}
+    labels = config.get("Labels") if isinstance(config, dict) else None
+    return dict(labels) if isinstance(labels, dict) else {}
+
+
+def _cache_size(engine: Engine, ids: set[str]) -> int:
+    if not ids:
+        return 0
+    from prebake.images.engine import parse_size
+
+    out = engine.run("system", "df", "--verbose", "--format", "{{json .BuildCache}}")
+    return sum(parse_size(str(r.get("Size", "0B"))) for r in json.loads(out or "[]") or [] if r["ID"] in ids)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

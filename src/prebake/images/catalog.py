@@ -13,11 +13,11 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prebake.errors import ImageError, NotFound
+from prebake.errors import ConfigError, ImageError, NotFound
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 LOCKS_DIR = Path(__file__).with_name("locks")
@@ -25,6 +25,8 @@ SMOKE_KINDS = frozenset(
     {"entry-script", "sklearn", "xgboost", "lightgbm", "onnxruntime", "pytorch", "tensorflow", "transformers"}
 )
 _DEVICE = re.compile(r"^(cpu|cuda\d+)$")
+# HOST[:PORT]/PATH, as registries name repositories (no scheme, no tag): ghcr.io/prebake, 127.0.0.1:5000/ml.
+_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 # A requirement pinned to one version: name, optional extras, "==", version (local labels like +cpu allowed).
 _PIN = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==(?P<version>[A-Za-z0-9.+!_-]+)$"
@@ -37,13 +39,15 @@ class CatalogError(ImageError):
 
 @dataclass(frozen=True, slots=True)
 class Base:
-    """A base image: a registry reference and the locally bootstrapped equivalent."""
+    """A base image: a registry reference and the locally bootstrapped equivalent (debootstrap ``suite``)."""
 
     key: str
     registry: str
     local: str
+    suite: str
     os: str
     python: str
+    default: bool = False  # the catalog's first base; images on others are the same rows, newer platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,28 @@ class Catalog:
     registry: str
     source: str
     licenses: str
+    tag: str = "latest"
+
+    def with_registry(self, registry: str | None) -> Catalog:
+        """The same catalog with every reference under ``registry`` (HOST[:PORT]/PATH) instead of its own.
+
+        >>> load_catalog().with_registry("registry.example.com:5000/ml").images[0].reference
+        'registry.example.com:5000/ml/minimal-debian12-py311-cpu-inference:latest'
+        """
+        if registry is None or registry.rstrip("/") == self.registry:
+            return self
+        registry = check_registry(registry)
+        images = tuple(
+            replace(image, reference=f"{registry}/{image.name}:{self.tag}") for image in self.images
+        )
+        return replace(self, images=images, registry=registry)
+
+    def find_reference(self, reference: str) -> Image | None:
+        """The catalog image a reference names (any registry, tag or digest): its last path part is the name."""
+        repository = reference.split("@", 1)[0]
+        last = repository.rsplit("/", 1)[-1]
+        name = last.split(":", 1)[0]
+        return next((image for image in self.images if image.name == name), None)
 
     def get(self, name: str) -> Image:
         """The image called ``name``; NotFound naming the closest names otherwise."""
@@ -123,13 +149,27 @@ def expected_name(framework: str, version: str, os: str, python: str, device: st
     return f"{head}-{os}-py{python.replace('.', '')}-{device_part}-inference"
 
 
-def load_catalog(path: Path = CATALOG_FILE) -> Catalog:
-    """Read and validate a catalog file; CatalogError names the first problem found."""
+def check_registry(registry: str) -> str:
+    """``registry`` without a trailing slash; ConfigError (a usage error) unless it reads HOST[:PORT]/PATH."""
+    registry = registry.rstrip("/")
+    if not _REGISTRY.match(registry) or "/" not in registry and "." not in registry and ":" not in registry:
+        raise ConfigError(
+            f"--registry {registry!r} is not a registry path: give HOST[:PORT]/PATH, e.g. "
+            "registry.example.com/ml or 127.0.0.1:5000/prebake (no scheme, no tag)"
+        )
+    return registry
+
+
+def load_catalog(path: Path = CATALOG_FILE, *, registry: str | None = None) -> Catalog:
+    """Read and validate a catalog file; CatalogError names the first problem found.
+
+    ``registry`` (HOST[:PORT]/PATH) replaces the catalog's own registry in every image reference.
+    """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise CatalogError(f"cannot read catalog {path}: {error}") from error
-    return parse_catalog(data)
+    return parse_catalog(data).with_registry(registry)
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
@@ -138,7 +178,10 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         raise CatalogError(f"catalog schema must be 1, got {data.get('schema')!r}")
     registry = _string(data, "registry", "catalog")
     tag = _string(data, "tag", "catalog")
-    bases = {key: _base(key, value) for key, value in _table(data, "bases", "catalog").items()}
+    bases = {
+        key: _base(key, value, default=index == 0)
+        for index, (key, value) in enumerate(_table(data, "bases", "catalog").items())
+    }
     images: list[Image] = []
     seen: set[str] = set()
     for index, entry in enumerate(data.get("images", [])):
@@ -155,10 +198,11 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         registry=registry,
         source=_string(data, "source", "catalog"),
         licenses=_string(data, "licenses", "catalog"),
+        tag=tag,
     )
 
 
-def _base(key: str, value: Any) -> Base:
+def _base(key: str, value: Any, *, default: bool) -> Base:
     if not isinstance(value, dict):
         raise CatalogError(f"bases.{key} must be a table")
     where = f"bases.{key}"
@@ -166,8 +210,10 @@ def _base(key: str, value: Any) -> Base:
         key=key,
         registry=_string(value, "registry", where),
         local=_string(value, "local", where),
+        suite=str(value.get("suite", "")),  # only `prebake base` needs it
         os=_string(value, "os", where),
         python=_string(value, "python", where),
+        default=default,
     )
 
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from prebake.errors import ImageError
 from prebake.images.catalog import Image
@@ -24,11 +25,33 @@ PLATFORM = "x86_64-manylinux_2_28"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
+def _installed_project() -> dict[str, Any]:
+    """dependencies and optional-dependencies of the installed prebake, read from its METADATA."""
+    import importlib.metadata
+    import re
+
+    try:
+        requires = importlib.metadata.requires("prebake") or []
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ImageError("locking needs a prebake checkout or an installed prebake") from error
+    project: dict[str, Any] = {"dependencies": [], "optional-dependencies": {}}
+    for line in requires:
+        requirement, _, marker = line.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if extra:
+            project["optional-dependencies"].setdefault(extra[1], []).append(requirement.strip())
+        else:
+            project["dependencies"].append(requirement.strip())
+    return project
+
+
 def server_requirements(extras: tuple[str, ...], pyproject: Path = PYPROJECT) -> list[str]:
-    """prebake's runtime dependencies plus the image's server extras, as written in pyproject.toml."""
-    if not pyproject.is_file():
-        raise ImageError(f"locking needs a prebake checkout: {pyproject} not found")
-    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    """prebake's runtime dependencies plus the image's server extras, as written in pyproject.toml (or,
+    without a checkout, in the installed prebake's metadata)."""
+    if pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    else:
+        project = _installed_project()
     requirements = list(project["dependencies"])
     optional = project.get("optional-dependencies", {})
     for extra in extras:

@@ -60,6 +60,24 @@ def _system_packages(image: Image) -> str:
     )
 
 
+def _ensure_python(image: Image, packages: str, *, check: bool) -> str:
+    """Shell lines that give a base without Python (a plain debian:*-slim) Debian's python3 from apt, and
+    stop with a clear message when the base's Python is not the one the lock was made for."""
+    lines = [
+        "    if ! command -v python3 >/dev/null 2>&1; then \\",
+        "        apt-get update -qq; \\",
+        f"        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {packages} >/dev/null; \\",
+        "        rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log; \\",
+        "    fi; \\",
+    ]
+    if check:
+        lines += [
+            f"    python3 -c 'import sys; sys.exit(sys.version_info[:2] != ({image.python.replace('.', ', ')}))' || {{ \\",
+            f'        echo "prebake: the base has $(python3 --version), {image.name} is locked for Python {image.python}" >&2; exit 1; }}; \\',
+        ]
+    return "\n".join(lines)
+
+
 def render_containerfile(image: Image, catalog: Catalog, template: str | None = None) -> str:
     """The Containerfile text for ``image``.
 
@@ -76,6 +94,8 @@ def render_containerfile(image: Image, catalog: Catalog, template: str | None = 
         "python": image.python,
         "labels": render_labels(labels(image, catalog)),
         "system_packages": _system_packages(image),
+        "ensure_python": _ensure_python(image, "python3 python3-venv ca-certificates", check=True),
+        "ensure_runtime_python": _ensure_python(image, "python3 ca-certificates", check=False),
     }
     used = set(_PLACEHOLDER.findall(text))
     if missing := used - values.keys():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prebake import frameworks
 from prebake.errors import ImageError
 from prebake.images.catalog import Image
 
@@ -16,25 +17,18 @@ CONTAINER_PORT = 5001
 MODEL_MOUNT = "/var/azureml-app/azureml-models"
 APP_MOUNT = "/var/azureml-app/src"
 
-# Model files each framework's image can load; a model of another framework fails early with a clear
-# message rather than at init() inside the container.
+# Model files each framework's image can load (frameworks.py); a model of another framework fails early
+# with a clear message rather than at init() inside the container.
 MODEL_SUFFIXES: dict[str, frozenset[str]] = {
-    "sklearn": frozenset({".joblib", ".pkl", ".pickle"}),
-    "xgboost": frozenset({".json", ".ubj", ".bst", ".model", ".joblib", ".pkl"}),
-    "lightgbm": frozenset({".txt", ".model", ".joblib", ".pkl"}),
-    "onnxruntime": frozenset({".onnx", ".ort"}),
-    "pytorch": frozenset({".pt", ".pth", ".pt2"}),
-    "tensorflow": frozenset({".keras", ".h5", ".savedmodel"}),
-    "transformers": frozenset({".safetensors"}),
-    "minimal": frozenset(),
+    catalog: frameworks.image_suffixes(catalog) for catalog in frameworks.BY_CATALOG
 }
-# Suffixes that name one framework for sure, to say which image the user wants instead.
+# Suffixes that name one framework for sure (not pickles, which any can be), to say which image instead.
 _OWNER = {
-    ".onnx": "onnxruntime",
-    ".pt": "pytorch",
-    ".pth": "pytorch",
-    ".keras": "tensorflow",
-    ".h5": "tensorflow",
+    suffix: f.catalog
+    for f in frameworks.FRAMEWORKS
+    if f.catalog
+    for suffix in f.suffixes
+    if suffix not in frameworks.PICKLE_SUFFIXES and suffix not in (".json", ".txt")
 }
 
 
@@ -65,6 +59,8 @@ def check_model(image: Image, model: Path) -> None:
             return
         if image.framework == "transformers" and (model / "config.json").exists():
             return  # a save_pretrained directory
+        if (model / "MLmodel").is_file():
+            return  # an MLflow model: its flavors and requirements are judged by recommend and check
         files = [path for path in model.iterdir() if path.is_file()]
     else:
         files = [model]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from typing import Any
 
 from prebake.errors import ImageError
 from prebake.images.catalog import Image
-from prebake.images.engine import Engine, EngineFailed, engine_environment
+from prebake.images.engine import Engine, EngineFailed
 from prebake.images.runner import MODEL_MOUNT, RunSpec, run_arguments
 from prebake.images.tinymodels import SmokeCase, make_case
 
@@ -38,6 +37,7 @@ class SmokeResult:
     seconds_to_first_prediction: float
     uid: int
     stop_seconds: float
+    log: str = ""  # the container's log tail: what the server said while it started and served
 
     def summary(self) -> str:
         return (
@@ -78,6 +78,7 @@ def smoke_test(
     reference: str | None = None,
     timeout: float = 90.0,
     no_code: bool = False,
+    environment: dict[str, str] | None = None,
 ) -> SmokeResult:
     """Smoke-test ``image`` (its catalog reference unless ``reference`` is given); SmokeFailed on any failure.
 
@@ -94,11 +95,17 @@ def smoke_test(
             raise ImageError(
                 f"{image.name} has no framework to serve a model without code; test it without --no-code"
             )
-        return _run_case(image, engine, reference, case, timeout, no_code)
+        return _run_case(image, engine, reference, case, timeout, no_code, environment or {})
 
 
 def _run_case(
-    image: Image, engine: Engine, reference: str, case: SmokeCase, timeout: float, no_code: bool
+    image: Image,
+    engine: Engine,
+    reference: str,
+    case: SmokeCase,
+    timeout: float,
+    no_code: bool,
+    environment: dict[str, str],
 ) -> SmokeResult:
     port = free_port()
     name = f"prebake-smoke-{uuid.uuid4().hex[:10]}"
@@ -110,7 +117,8 @@ def _run_case(
         name=name,
         detach=True,
         remove=False,
-        environment={"PREBAKE_ALLOW_PICKLE": "1"},  # the tiny model was made here, by us: trusted
+        # The tiny model was made here, by us: trusted.
+        environment={"PREBAKE_ALLOW_PICKLE": "1", **environment},
     )
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -131,7 +139,9 @@ def _run_case(
         exit_code = _state(engine, name).get("ExitCode")
         if exit_code != 0:
             raise SmokeFailed(f"the server exited with code {exit_code} on SIGTERM, expected 0")
-        return SmokeResult(image.name, case.kind, healthy, first_prediction, uid, stop_seconds)
+        return SmokeResult(
+            image.name, case.kind, healthy, first_prediction, uid, stop_seconds, _logs(engine, name, 200)
+        )
     except SmokeFailed as error:
         raise SmokeFailed(
             f"{error.message}\n--- container log (last lines) ---\n{_logs(engine, name)}"
@@ -211,15 +221,5 @@ def _check_read_only(engine: Engine, name: str) -> None:
         raise SmokeFailed(f"cannot write to /tmp (the tmpfs): {error.message}") from error
 
 
-def _logs(engine: Engine, name: str) -> str:
-    try:
-        result = subprocess.run(
-            [engine.path, "logs", "--tail", "30", name],
-            capture_output=True,
-            text=True,
-            env=engine_environment(),
-            check=False,
-        )
-    except (EngineFailed, OSError):
-        return "(no log)"
-    return (result.stdout + result.stderr).strip() or "(empty)"
+def _logs(engine: Engine, name: str, lines: int = 30) -> str:
+    return engine.logs(name, lines) or "(empty)"

@@ -11,6 +11,7 @@ from typing import Any
 from prebake.images.catalog import Catalog, Image
 from prebake.images.render import labels
 from prebake.images.sbom import parse_lock
+from prebake.images.state import Pushed
 
 COLUMNS = ("Framework", "Version", "CPU/GPU", "Packages", "Image", "Environment")
 
@@ -42,7 +43,11 @@ def images_markdown(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-def image_record(image: Image) -> dict[str, Any]:
+def image_record(image: Image, pushed: list[Pushed] | None = None) -> dict[str, Any]:
+    """The catalog entry as JSON, with every push of it remembered here (``pushed``) and the digest of
+    the one at its current reference."""
+    mine = [p for p in pushed or [] if p.image == image.name]
+    current = next((p for p in reversed(mine) if p.reference == image.reference), None)
     return {
         "name": image.name,
         "framework": image.framework,
@@ -56,18 +61,32 @@ def image_record(image: Image) -> dict[str, Any]:
         "environment": image.environment,
         "base": {"registry": image.base.registry, "local": image.base.local},
         "description": image.description,
-    }
+        "digest": current.digest if current else None,
+        "pushed": [
+            {"reference": p.reference, "digest": p.digest, "pinned": p.pinned, "pushed_at": p.pushed_at,
+             "engine": p.engine, "signature": p.signature or None, "attestation": p.attestation or None}
+            for p in mine
+        ],
+    }  # fmt: skip
 
 
-def images_json(catalog: Catalog) -> str:
-    return json.dumps([image_record(image) for image in catalog.images], indent=2)
+def images_json(catalog: Catalog, pushed: list[Pushed] | None = None) -> str:
+    return json.dumps([image_record(image, pushed) for image in catalog.images], indent=2)
 
 
-def image_details(image: Image, catalog: Catalog, engine_name: str | None = None) -> dict[str, Any]:
-    """The catalog record, every locked package, the labels, and the built size if the engine has the image."""
+def image_details(
+    image: Image,
+    catalog: Catalog,
+    engine_name: str | None = None,
+    *,
+    layers: bool = False,
+    pushed: list[Pushed] | None = None,
+) -> dict[str, Any]:
+    """The catalog record, every locked package, the labels, and the built size if the engine has the
+    image (with ``layers``, each layer's size and the instruction that made it)."""
     from prebake.images.engine import Engine, EngineMissing
 
-    record = image_record(image)
+    record = image_record(image, pushed)
     locked = parse_lock(image.lock_file.read_text(encoding="utf-8")) if image.lock_file.is_file() else []
     record["locked"] = {package.name: package.version for package in locked}
     record["labels"] = labels(image, catalog)
@@ -82,6 +101,11 @@ def image_details(image: Image, catalog: Catalog, engine_name: str | None = None
                 "created": inspected.get("Created"),
                 "labels": config.get("Labels") if isinstance(config, dict) else None,
             }
+            if layers:
+                record["built"]["layers"] = [
+                    {"size_bytes": layer.size_bytes, "created_by": layer.created_by}
+                    for layer in engine.layers(image.reference)
+                ]
     except EngineMissing:
         pass  # show works without an engine; only the size is missing
     return record
@@ -104,4 +128,16 @@ def image_details_text(details: dict[str, Any]) -> str:
         "  labels:",
         *(f"    {key}={value}" for key, value in (built and built["labels"] or details["labels"]).items()),
     ]
+    for push in details["pushed"]:
+        lines.append(
+            f"  pushed       {push['pinned']} ({push['pushed_at']}, {'signed' if push['signature'] else 'unsigned'})"
+        )
+    if built and "layers" in built:
+        lines.append("  layers (newest first; size, instruction):")
+        lines += [_layer_line(layer) for layer in built["layers"]]
     return "\n".join(lines)
+
+
+def _layer_line(layer: dict[str, Any]) -> str:
+    made_by = " ".join(str(layer["created_by"]).replace("/bin/sh -c ", "").split())
+    return f"    {layer['size_bytes'] / 1e6:>9.1f} MB  {made_by[:90]}"

@@ -7,7 +7,8 @@ by the server's config):
 Request bodies (Content-Type; none means application/json, as the SageMaker inference toolkit):
     application/json     {"instances": [...]} or {"inputs": ...} (as KServe V1), or a bare list of rows
     text/csv             one row per line, comma-separated; all-numeric data becomes float64
-    application/x-npy    one array (np.save format; pickles refused)
+    application/x-npy    one array (np.save format; pickles and .npz refused; the header is checked
+                         against the body before anything is allocated)
 Answers (Accept; none or */* means application/json):
     application/json     {"predictions": ...} when the request used "instances"/"inputs", else the bare
                          predictions (what SageMaker's framework containers return for a list)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -59,7 +61,7 @@ def decode_body(
     if content_type == CSV:
         return {_input_name(specs): _csv_rows(body, specs)}, False
     if content_type == NPY:
-        return {_input_name(specs): _npy(body)}, False
+        return {_input_name(specs): codec.decode_npy(body)}, False
     raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; use {JSON}, {CSV} or {NPY}")
 
 
@@ -97,16 +99,6 @@ def _number_or_text(value: str) -> float | str:
         return value
 
 
-def _npy(body: bytes) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except ValueError as exc:
-        raise codec.bad(f"the body is not an .npy array without pickles: {exc}") from None
-    if not isinstance(array, np.ndarray):
-        raise codec.bad("the body holds an .npz archive; send one array in .npy format")
-    return array
-
-
 def choose_accept(accept: str | None) -> str:
     """The first media type in Accept that we can write (JSON for none, */* or application/*)."""
     if not accept:
@@ -140,7 +132,9 @@ def encode_answer(accept: str, outputs: dict[str, np.ndarray], wrapped: bool) ->
     rows = {a.shape[0] if a.ndim else 1 for a in arrays}
     if len(rows) != 1:
         raise PrebakeError(f"the outputs have different row counts; ask for {JSON}", status=406)
-    columns = [a.reshape(next(iter(rows)), -1) for a in arrays]
+    count = next(iter(rows))
+    # reshape(count, -1) cannot infer the width of zero rows: give it (a 0-row answer is an empty CSV).
+    columns = [a.reshape(count, math.prod(a.shape[1:])) for a in arrays]
     table = columns[0] if len(columns) == 1 else np.concatenate([c.astype(object) for c in columns], axis=1)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")

@@ -7,6 +7,10 @@
     POST /v2/models/{name}[/versions/{version}]/infer  inference
     POST /v2/repository/index                          every model and its state
     POST /v2/repository/models/{name}/load | /unload   model repository control
+    GET  /v2/systemsharedmemory[/region/{r}]/status    system shared memory regions
+    POST /v2/systemsharedmemory/region/{r}/register    (Triton's shared memory extension; the regions
+    POST /v2/systemsharedmemory[/region/{r}]/unregister are the server's: see server/shm.py)
+    .../v2/cudasharedmemory/...                         answered as a Triton built without GPUs answers
 
 Server liveness and readiness (/v2/health/live, /v2/health/ready) belong to every server, whatever it
 speaks, and live in the server core. Errors use the spec's ``{"error": ...}`` body, which
@@ -15,6 +19,7 @@ speaks, and live in the server core. Errors use the spec's ``{"error": ...}`` bo
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any
@@ -22,12 +27,12 @@ from typing import Any
 import numpy as np
 
 import prebake
-from prebake import codec, v2ext
-from prebake.errors import PayloadTooLarge
+from prebake import codec, datatypes, v2ext
+from prebake.errors import NotFound, PayloadTooLarge, echo
 from prebake.http import Request, Response, Route
 from prebake.types import Backend, InferenceRequest, TensorSpec
 
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", *v2ext.EXTENSIONS]
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
 DEFAULT_MAX_INFLATED = 256 * 1024 * 1024
@@ -63,13 +68,14 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         # built from the metadata, as prebake has no config.pbtxt.
         name, version = _model(request)
         meta = backend.metadata(name, version)
+        batch = backend.max_batch_size(name, version)
         doc = {
             "name": meta.name or name,
             "platform": meta.platform,
             "backend": meta.platform,
-            "max_batch_size": backend.max_batch_size(name, version),
-            "input": [_config_tensor(t) for t in meta.inputs],
-            "output": [_config_tensor(t) for t in meta.outputs],
+            "max_batch_size": batch,
+            "input": [{**_config_tensor(t, batch), "format": v2ext.config_format(t)} for t in meta.inputs],
+            "output": [_config_tensor(t, batch) for t in meta.outputs],
         }
         return Response(codec.dumps(doc))
 
@@ -82,16 +88,23 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
 
     async def infer(request: Request) -> Response:
         name, version = _model(request)
-        body = _inflate(request, max_inflated_bytes)
+        size = len(request.body)
+        body = await codec.off_loop(size, _inflate, request, max_inflated_bytes)
         header_length = _header_length(request)
+        regions = backend.shared_memory()
         if header_length == 0:
-            decoded = _raw_binary_request(backend, name, version, body)
+            decoded = await codec.off_loop(len(body), _raw_binary_request, backend, name, version, body)
         else:
-            decoded = codec.decode_v2_request(body, header_length)
+            decoded = await codec.off_loop(len(body), codec.decode_v2_request, body, header_length, regions)
         response = await backend.infer(name, version, decoded.request)
-        payload, json_length = codec.encode_v2_response(
-            response, binary_outputs=decoded.binary_outputs, binary_default=decoded.binary_default
+        encode = functools.partial(
+            codec.encode_v2_response,
+            binary_outputs=decoded.binary_outputs,
+            binary_default=decoded.binary_default,
+            shm_outputs=decoded.shm_outputs,
+            shared_memory=regions,
         )
+        payload, json_length = await codec.off_loop(_output_bytes(response), encode, response)
         if json_length is None:
             return Response(payload)
         return Response(
@@ -115,19 +128,49 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
 
     async def load(request: Request) -> Response:
         name = request.path_params["name"]
-        params = _repository_parameters(request, allowed=("config",))
+        params = _repository_parameters(request, name, allowed=("config",))
         config = v2ext.load_overrides(name, params["config"]) if "config" in params else None
         await backend.load(name, config)
         return Response(b"", content_type=None)
 
     async def unload(request: Request) -> Response:
         # unload_dependents only matters for ensembles, which prebake does not have: accepted, no effect.
-        _repository_parameters(request, allowed=("unload_dependents",))
+        _repository_parameters(request, request.path_params["name"], allowed=("unload_dependents",))
         await backend.unload(request.path_params["name"])
         return Response(b"", content_type=None)
 
+    async def shm_status(request: Request) -> Response:
+        region = request.path_params.get("region")
+        return Response(codec.dumps(backend.shared_memory().status(region)))
+
+    async def shm_register(request: Request) -> Response:
+        region = request.path_params["region"]
+        doc = codec.loads(request.body) if request.body.strip() else {}
+        key, offset, size = v2ext.shm_registration(doc)
+        backend.shared_memory().register(region, key, offset, size)
+        return Response(b"", content_type=None)
+
+    async def shm_unregister(request: Request) -> Response:
+        backend.shared_memory().unregister(request.path_params.get("region"))
+        return Response(b"", content_type=None)
+
+    async def cuda_status(request: Request) -> Response:
+        # No CUDA shared memory here: no regions, and an unknown one is Triton's 404.
+        region = request.path_params.get("region")
+        if region is not None:
+            raise NotFound(f"Unable to find cuda shared memory region: '{echo(region)}'")
+        return Response(b"[]")
+
+    async def cuda_register(request: Request) -> Response:
+        raise v2ext.no_cuda_shared_memory(request.path_params["region"])
+
+    async def cuda_unregister(request: Request) -> Response:
+        return Response(b"", content_type=None)  # nothing registered: nothing to do, as Triton answers
+
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
+    system = "/v2/systemsharedmemory"
+    cuda = "/v2/cudasharedmemory"
     return [
         Route(("GET",), "/v2", metadata_server),
         Route(("POST",), f"{model}/infer", infer),
@@ -144,12 +187,27 @@ def routes(backend: Backend, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) 
         Route(("POST",), "/v2/repository/index", repository_index),
         Route(("POST",), "/v2/repository/models/{name}/load", load),
         Route(("POST",), "/v2/repository/models/{name}/unload", unload),
+        Route(("GET",), f"{system}/status", shm_status),
+        Route(("GET",), f"{system}/region/{{region}}/status", shm_status),
+        Route(("POST",), f"{system}/region/{{region}}/register", shm_register),
+        Route(("POST",), f"{system}/unregister", shm_unregister),
+        Route(("POST",), f"{system}/region/{{region}}/unregister", shm_unregister),
+        Route(("GET",), f"{cuda}/status", cuda_status),
+        Route(("GET",), f"{cuda}/region/{{region}}/status", cuda_status),
+        Route(("POST",), f"{cuda}/region/{{region}}/register", cuda_register),
+        Route(("POST",), f"{cuda}/unregister", cuda_unregister),
+        Route(("POST",), f"{cuda}/region/{{region}}/unregister", cuda_unregister),
     ]
 
 
-def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
-    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
-    return {"name": spec.name, "data_type": data_type, "dims": list(spec.shape)}
+def _output_bytes(response: Any) -> int:
+    return sum(getattr(a, "nbytes", 0) for a in response.outputs.values())
+
+
+def _config_tensor(spec: TensorSpec, max_batch_size: int) -> dict[str, Any]:
+    row = datatypes.lookup(spec.datatype)
+    data_type = row.config if row is not None else "TYPE_INVALID"
+    return {"name": spec.name, "data_type": data_type, "dims": v2ext.config_dims(spec, max_batch_size)}
 
 
 def _model(request: Request) -> tuple[str, str | None]:
@@ -170,23 +228,36 @@ def _header_length(request: Request) -> int | None:
 
 
 def _inflate(request: Request, limit: int) -> bytes:
+    """The body, inflated where Content-Encoding says gzip or deflate, and refused (400) unless the
+    compressed data is whole: a gzip body without its trailer (cut short) or with bytes after its end
+    is not the body the client meant. Several gzip members one after another are one body (RFC 1952)."""
     encoding = (request.header("content-encoding") or "identity").strip().lower()
     if encoding == "identity":
         return request.body
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj()
-    else:
+    if encoding not in ("gzip", "deflate"):
         raise codec.bad(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    data = request.body
+    parts: list[bytes] = []
+    size = 0
     try:
-        body = inflater.decompress(request.body, limit)
-        if inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"the request body inflates to more than {limit} bytes")
-        body += inflater.flush()
+        while True:
+            inflater = zlib.decompressobj(wbits=wbits)
+            part = inflater.decompress(data, limit - size + 1)
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise PayloadTooLarge(f"the request body inflates to more than {limit} bytes")
+            parts.append(part)
+            if not inflater.eof:
+                raise codec.bad(f"the {encoding} request body ends before its compressed data does")
+            data = inflater.unused_data
+            if not data:
+                break
+            if encoding != "gzip" or not data.startswith(b"\x1f\x8b"):
+                raise codec.bad(f"{len(data)} bytes follow the end of the {encoding} request body")
     except zlib.error as exc:
         raise codec.bad(f"the request body is not valid {encoding} data: {exc}") from None
-    return body
+    return b"".join(parts)
 
 
 def _raw_binary_request(backend: Backend, name: str, version: str | None, body: bytes) -> codec.V2Request:
@@ -221,16 +292,12 @@ def _raw_binary_request(backend: Backend, name: str, version: str | None, body: 
     )
 
 
-def _repository_parameters(request: Request, *, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _repository_parameters(request: Request, model: str, *, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not request.body.strip():
         return {}
     doc = codec.loads(request.body)
     params = doc.get("parameters") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or not isinstance(params, dict | None):
         raise codec.bad("the request must be a JSON object with an optional 'parameters' object")
-    unsupported = sorted(set(params or {}) - set(allowed))
-    if unsupported:
-        # Triton's "file:..." overrides would load a different model than the one in the repository;
-        # refusing is honest where ignoring would not be.
-        raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
+    v2ext.check_load_parameters(model, params or {}, allowed=allowed)
     return dict(params or {})

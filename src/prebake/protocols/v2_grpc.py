@@ -23,14 +23,14 @@ from google.protobuf import json_format
 
 import prebake
 from prebake import codec, datatypes, v2ext
-from prebake.errors import PrebakeError
+from prebake.errors import NotFound, PrebakeError, echo
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2 as pb
 from prebake.protocols.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from prebake.types import Backend, InferenceRequest, InferenceResponse
+from prebake.types import Backend, InferenceRequest, InferenceResponse, SharedMemory
 
 logger = logging.getLogger("prebake.grpc")
 
-EXTENSIONS = ["model_repository"]
+EXTENSIONS = v2ext.EXTENSIONS
 
 
 def parameter_value(param: pb.InferParameter | pb.ModelRepositoryParameter) -> Any:
@@ -60,46 +60,92 @@ def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: parameter_value(value) for key, value in params.items()}
 
 
-def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
-    """A ModelInferRequest as the internal request."""
-    raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise codec.bad(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs")
-    if raw and any(tensor.HasField("contents") for tensor in message.inputs):
-        raise codec.bad("send tensor data in raw_input_contents or in contents, not both")
+def decode_infer_request(
+    message: pb.ModelInferRequest, shared_memory: SharedMemory | None = None
+) -> tuple[InferenceRequest, dict[str, v2ext.ShmReference]]:
+    """A ModelInferRequest as the internal request, and the requested outputs that go to shared memory.
+
+    As in Triton (src/grpc/infer_handler.cc), raw_input_contents hold, in order, the data of the inputs
+    that have neither contents nor a shared memory region; the messages are Triton's.
+    """
     if not message.inputs:
         raise codec.bad("the inference request has no inputs")
+    model = echo(message.model_name)
+    raw = message.raw_input_contents
     inputs: dict[str, np.ndarray] = {}
     input_parameters: dict[str, dict[str, Any]] = {}
+    next_raw = 0
     for index, tensor in enumerate(message.inputs):
         name = tensor.name
         if not name:
             raise codec.bad(f"input {index} has no name")
         if name in inputs:
-            raise codec.bad(f"input '{name}' is given twice")
+            raise codec.bad(f"input '{echo(name)}' is given twice")
+        params = _parameters(tensor.parameters)
+        shm = v2ext.shm_reference(name, params)
         shape = list(tensor.shape)
-        if raw:
-            array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[index])
-        else:
+        if shm is not None:
+            if tensor.HasField("contents"):
+                raise codec.bad(
+                    f"unexpected 'content' provided when using shared memory for input tensor '{echo(name)}' "
+                    f"for model '{model}'"
+                )
+            if shared_memory is None:
+                raise codec.bad(
+                    f"input '{echo(name)}' names shared memory region '{shm.region}', but this server has none"
+                )
+            chunk = shared_memory.read(shm.region, shm.offset, shm.byte_size)
+            array = codec.decode_binary_tensor(name, tensor.datatype, shape, chunk)
+        elif tensor.HasField("contents"):
+            if raw:
+                raise codec.bad(
+                    f"contents field must not be specified when using raw_input_contents for '{echo(name)}' "
+                    f"for model '{model}'"
+                )
             array = _from_contents(name, tensor.datatype, shape, tensor.contents)
+        elif next_raw < len(raw):
+            array = codec.decode_binary_tensor(name, tensor.datatype, shape, raw[next_raw])
+            next_raw += 1
+        else:
+            raise codec.bad(
+                f"unable to find data for input tensor '{echo(name)}' for model '{model}' in request."
+            )
         inputs[name] = array
-        if tensor.parameters:
-            input_parameters[name] = _parameters(tensor.parameters)
+        if params:
+            input_parameters[name] = params
+    if next_raw != len(raw):
+        raise codec.bad(f"raw_input_contents has {len(raw)} entries for {next_raw} inputs that take them")
     outputs = None
+    classes: dict[str, int] = {}
+    shm_outputs: dict[str, v2ext.ShmReference] = {}
     if message.outputs:
         outputs = []
         for requested in message.outputs:
-            params = requested.parameters
-            if "classification" in params and parameter_value(params["classification"]):
-                raise codec.bad(f"output '{requested.name}': the classification extension is not supported")
+            params = _parameters(requested.parameters)
+            count = v2ext.classification_count(requested.name, params)
+            where = v2ext.shm_reference(requested.name, params)
+            if where is not None:
+                if count:
+                    raise codec.bad("output can't set both 'shared_memory_region' and 'classification'")
+                if shared_memory is None:
+                    raise codec.bad(
+                        f"output '{echo(requested.name)}' names shared memory region '{where.region}', but this "
+                        "server has none"
+                    )
+                shared_memory.check(where.region, where.offset, where.byte_size)
+                shm_outputs[requested.name] = where
+            if count:
+                classes[requested.name] = count
             outputs.append(requested.name)
-    return InferenceRequest(
+    request = InferenceRequest(
         inputs=inputs,
         parameters=_parameters(message.parameters),
         outputs=outputs,
         id=message.id or None,
         input_parameters=input_parameters,
+        classification=classes,
     )
+    return request, shm_outputs
 
 
 def _from_contents(
@@ -110,7 +156,7 @@ def _from_contents(
     row = datatypes.lookup(datatype)
     field = row.contents if row is not None else None
     if field is None:
-        raise codec.bad(f"input '{name}': {datatype} data must be sent in raw_input_contents")
+        raise codec.bad(f"input '{echo(name)}': {datatype} data must be sent in raw_input_contents")
     values = getattr(contents, field)
     if datatype == "BYTES":
         array = np.empty(len(values), dtype=object)
@@ -119,16 +165,22 @@ def _from_contents(
         try:
             array = np.array(values, dtype=dtype.newbyteorder("="))
         except OverflowError as exc:
-            raise codec.bad(f"input '{name}': contents do not fit {datatype}: {exc}") from None
+            raise codec.bad(f"input '{echo(name)}': contents do not fit {datatype}: {exc}") from None
     if array.size != math.prod(shape):
         raise codec.bad(
-            f"input '{name}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
+            f"input '{echo(name)}': shape {shape} needs {math.prod(shape)} elements, {field} has {array.size}"
         )
     return array.reshape(shape)
 
 
-def encode_infer_response(response: InferenceResponse) -> pb.ModelInferResponse:
-    """The internal response (its outputs already selected) as a ModelInferResponse with raw_output_contents."""
+def encode_infer_response(
+    response: InferenceResponse,
+    shm_outputs: Mapping[str, v2ext.ShmReference] | None = None,
+    shared_memory: SharedMemory | None = None,
+) -> pb.ModelInferResponse:
+    """The internal response (its outputs already selected) as a ModelInferResponse with raw_output_contents;
+    outputs in ``shm_outputs`` are written to their regions and get an empty raw entry (every output
+    has one, so clients find the others by position, as Triton does)."""
     message = pb.ModelInferResponse(
         model_name=response.model_name,
         model_version=response.model_version or "",
@@ -138,6 +190,13 @@ def encode_infer_response(response: InferenceResponse) -> pb.ModelInferResponse:
         set_parameter(message.parameters[key], value)
     for name, array in response.outputs.items():
         array = np.asarray(array)
+        if shm_outputs and name in shm_outputs:
+            entry = codec.write_shm_output(name, array, shm_outputs[name], shared_memory)
+            tensor = message.outputs.add(name=name, datatype=entry["datatype"], shape=entry["shape"])
+            for key, value in entry["parameters"].items():
+                set_parameter(tensor.parameters[key], value)
+            message.raw_output_contents.append(b"")
+            continue
         message.outputs.add(name=name, datatype=codec.datatype_of(array), shape=array.shape)
         message.raw_output_contents.append(codec.encode_binary_tensor(array))
     return message
@@ -186,9 +245,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        internal = decode_infer_request(request)
+        size = sum(len(raw) for raw in request.raw_input_contents) or request.ByteSize()
+        regions = self.backend.shared_memory()
+        internal, shm_outputs = await codec.off_loop(size, decode_infer_request, request, regions)
         response = await self.backend.infer(request.model_name, request.model_version or None, internal)
-        return encode_infer_response(response)
+        return await codec.off_loop(
+            sum(getattr(a, "nbytes", 0) for a in response.outputs.values()),
+            encode_infer_response,
+            response,
+            shm_outputs,
+            regions,
+        )
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
@@ -212,17 +279,25 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Triton's configuration RPC (tritonclient's get_model_config, perf_analyzer), from metadata.
         version = request.version or None
         meta = self.backend.metadata(request.name, version)
+        batch = self.backend.max_batch_size(request.name, version)
         config = pb.ModelConfig(
             name=meta.name or request.name,
             platform=meta.platform,
             backend=meta.platform,
-            max_batch_size=self.backend.max_batch_size(request.name, version),
+            max_batch_size=batch,
             input=[
-                pb.ModelInput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
+                pb.ModelInput(
+                    name=t.name,
+                    data_type=_config_type(t.datatype),
+                    format=v2ext.config_format(t),
+                    dims=v2ext.config_dims(t, batch),
+                )
                 for t in meta.inputs
             ],
             output=[
-                pb.ModelOutput(name=t.name, data_type=_config_type(t.datatype), dims=t.shape)
+                pb.ModelOutput(
+                    name=t.name, data_type=_config_type(t.datatype), dims=v2ext.config_dims(t, batch)
+                )
                 for t in meta.outputs
             ],
         )
@@ -257,7 +332,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        _refuse_parameters(request.parameters, allowed=("config",))
+        v2ext.check_load_parameters(request.model_name, request.parameters, allowed=("config",))
         config = None
         if "config" in request.parameters:
             config = v2ext.load_overrides(request.model_name, parameter_value(request.parameters["config"]))
@@ -268,20 +343,51 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
         # unload_dependents only matters for ensembles, which prebake does not have.
-        _refuse_parameters(request.parameters, allowed=("unload_dependents",))
+        v2ext.check_load_parameters(request.model_name, request.parameters, allowed=("unload_dependents",))
         await self.backend.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        regions = self.backend.shared_memory().status(request.name or None)
+        status = pb.SystemSharedMemoryStatusResponse.RegionStatus
+        return pb.SystemSharedMemoryStatusResponse(regions={r["name"]: status(**r) for r in regions})
+
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.backend.shared_memory().register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.backend.shared_memory().unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    # No CUDA shared memory: answered as a Triton built without GPUs answers.
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        if request.name:
+            raise NotFound(f"Unable to find cuda shared memory region: '{echo(request.name)}'")
+        return pb.CudaSharedMemoryStatusResponse()
+
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        raise v2ext.no_cuda_shared_memory(request.name)
+
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        return pb.CudaSharedMemoryUnregisterResponse()
 
 
 def _config_type(datatype: str) -> str:
     row = datatypes.lookup(datatype)
     return row.config if row is not None else "TYPE_INVALID"
-
-
-def _refuse_parameters(params: Mapping[str, Any], *, allowed: tuple[str, ...]) -> None:
-    unsupported = sorted(set(params) - set(allowed))
-    if unsupported:
-        raise codec.bad(f"unsupported load/unload parameters: {', '.join(unsupported)}")
 
 
 def register(server: grpc.aio.Server, backend: Backend) -> None:

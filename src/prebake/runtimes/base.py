@@ -18,10 +18,13 @@ Example::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prebake.errors import ScoringError, echo
 from prebake.types import (
     InferenceRequest,
     InferenceResponse,
@@ -55,6 +58,11 @@ class ModelSettings:
     max_batch_delay_ms: float = 2.0
     device: str = "auto"
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: Class names of an output, for the classification extension ("score:index:label").
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: A sequence model's control inputs, filled by the server: input name -> start, end, ready or
+    #: correlation_id (see settings.py).
+    sequence: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -118,3 +126,51 @@ class RawRuntime:
 
     def score(self, request: RawRequest) -> RawResult:
         raise NotImplementedError
+
+
+# RFC 9110: a field name is a token; a value is visible latin-1 text, spaces and tabs (no CR, LF or NUL).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def raw_result(
+    body: bytes,
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    content_type: str,
+    *,
+    run_failed: bool = False,
+) -> RawResult:
+    """A RawResult from what user code chose (an AMLResponse, a handler's content type), checked so
+    the server can send it: a status of 100 to 599, header names that are tokens, values in latin-1
+    without control characters. Anything else is the script's error (ScoringError, 500), named,
+    instead of a response the HTTP layer cannot write."""
+    if type(status) is not int or not 100 <= status <= 599:
+        raise ScoringError(
+            f"the script answered with status {echo(repr(status))}; HTTP statuses are 100 to 599"
+        )
+    checked = list(headers)
+    for name, value in [*checked, ("Content-Type", content_type)]:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ScoringError(
+                f"the script answered with a header named {echo(repr(name))}, which HTTP does not allow"
+            )
+        if (
+            not isinstance(value, str)
+            or _BAD_VALUE.search(value)
+            or not value.isascii()
+            and not _latin1(value)
+        ):
+            raise ScoringError(
+                f"the script answered with header {echo(repr(name))} = {echo(repr(value))}: HTTP header values must be "
+                "latin-1 text without control characters (encode others, e.g. percent-encoding)"
+            )
+    return RawResult(body, status, checked, content_type, run_failed=run_failed)
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -4,8 +4,9 @@ A path may be:
 
 - a model file: ``.joblib .pkl .pickle .skops`` (sklearn), ``.json .ubj .bst`` (XGBoost), ``.txt``
   (LightGBM), ``.onnx``, ``.pt .pth .pt2`` (TorchScript, torch.export), ``.keras .h5`` (Keras);
-- a directory holding one model, with an optional ``model-settings.json`` (see ``settings.py``): a
-  SavedModel (``saved_model.pb``), a Hugging Face ``save_pretrained`` directory (``config.json`` and
+- a directory holding one model, with an optional ``model-settings.json`` (see ``settings.py``): an
+  MLflow model (an ``MLmodel`` file: it wins over the model files inside it), a SavedModel
+  (``saved_model.pb``), a Hugging Face ``save_pretrained`` directory (``config.json`` and
   ``model.safetensors``: the transformers runtime), a SageMaker model directory (``code/inference.py`` or
   ``code/$SAGEMAKER_PROGRAM``, or a
   ``model.tar.gz`` inside), a Vertex AI directory (``model.joblib``, ``model.pkl``, ``model.bst``,
@@ -32,29 +33,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from prebake import frameworks
 from prebake.errors import ConfigError
 from prebake.runtimes.base import ModelSettings
 from prebake.runtimes.hf_tasks import is_transformers_dir
+from prebake.runtimes.mlflow_model import MLMODEL
 from prebake.runtimes.registry import RUNTIMES
 from prebake.runtimes.sagemaker import script_path
 from prebake.runtimes.settings import DEVICES, SETTINGS_FILE, FileSettings, read_settings
 
-SUFFIX_RUNTIMES = {
-    ".joblib": "sklearn",
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".skops": "sklearn",
-    ".json": "xgboost",
-    ".ubj": "xgboost",
-    ".bst": "xgboost",
-    ".txt": "lightgbm",
-    ".onnx": "onnx",
-    ".pt": "torch",
-    ".pth": "torch",
-    ".pt2": "torch",
-    ".keras": "tensorflow",
-    ".h5": "tensorflow",
-}
+SUFFIX_RUNTIMES = frameworks.SUFFIX_RUNTIMES
 #: When a directory holds several model files, the Vertex AI names win, in this order.
 VERTEX_NAMES = ("model.joblib", "model.pkl", "model.bst", "saved_model.pb")
 TAR_SUFFIXES = (".tar.gz", ".tgz")
@@ -62,12 +50,7 @@ TAR_SUFFIXES = (".tar.gz", ".tgz")
 #: Model names travel in URL paths (/v2/models/NAME/infer): letters, digits, and . _ - only.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
-SUPPORTED = (
-    "scikit-learn .joblib/.pkl/.pickle/.skops, XGBoost .json/.ubj/.bst, LightGBM .txt, ONNX .onnx, "
-    "TorchScript .pt/.pth, torch.export .pt2, Keras .keras/.h5, a TensorFlow SavedModel directory, "
-    "a SageMaker model.tar.gz or code/inference.py directory, a Hugging Face transformers directory "
-    "(save_pretrained: config.json, model.safetensors, tokenizer)"
-)
+SUPPORTED = frameworks.supported_text()
 
 
 def find_models(
@@ -112,7 +95,7 @@ def model_from_path(path: Path, device: str) -> ModelSettings:
         return model_from_dir(path, device)
     if path.name.endswith(TAR_SUFFIXES):
         return model_from_dir(unpack(path), device, name=_strip_tar(path.name))
-    if path.name == SETTINGS_FILE:
+    if path.name in (SETTINGS_FILE, MLMODEL):
         return model_from_dir(path.parent, device)
     runtime = detect_file(path)
     if runtime is None:
@@ -145,6 +128,8 @@ def model_from_dir(directory: Path, device: str, *, name: str | None = None) -> 
 
 def locate(directory: Path, *, scripts: bool = True) -> tuple[Path, str, str | None]:
     """The model file (or directory), runtime and version found in ``directory``."""
+    if (directory / MLMODEL).is_file():
+        return directory, "mlflow", None
     if scripts and (directory / script_path()).is_file():
         return directory, "sagemaker", None
     if (directory / "saved_model.pb").is_file():
@@ -249,6 +234,8 @@ def _settings(
         outputs=file.outputs,
         device=file.device or device,
         parameters=dict(file.parameters),
+        labels=dict(file.labels),
+        sequence=dict(file.sequence),
     )
     if file.max_batch_size is not None:
         settings.max_batch_size = file.max_batch_size

@@ -50,9 +50,10 @@ from prebake.errors import (
     RequestError,
     ScoringError,
     UnsupportedMediaType,
+    echo,
 )
 from prebake.runtimes import azure_schema
-from prebake.runtimes.base import RawRuntime
+from prebake.runtimes.base import RawRuntime, raw_result
 from prebake.types import RawRequest, RawResult
 
 logger = logging.getLogger("prebake.entry_script")
@@ -77,9 +78,19 @@ class EntryScriptRuntime(RawRuntime):
 
     name = "azure-entry-script"
 
-    def __init__(self, script: Path, *, debug: bool = False) -> None:
+    def __init__(
+        self,
+        script: Path,
+        *,
+        debug: bool = False,
+        app_root: Path | None = None,
+        model_dir: Path | None = None,
+    ) -> None:
         self.script = Path(script)
         self.debug = debug
+        # Where user swagger files are found (AML_APP_ROOT), and the folder listed when init() fails.
+        self.app_root = Path(app_root) if app_root is not None else self.script.parent
+        self.model_dir = model_dir
         self.module: ModuleType | None = None
         self._run: Callable[..., Any] = _not_loaded
         self._mode = _STRING
@@ -96,7 +107,8 @@ class EntryScriptRuntime(RawRuntime):
     def load(self) -> None:
         """Import the script, check and examine run(), call init(), prepare the swagger documents.
 
-        Raises ModelLoadError naming the problem; the traceback of a failing import or init() is logged.
+        Raises ModelLoadError naming the problem; a failing import or init() puts its traceback in the
+        error's ``traceback`` (the server logs it once).
         """
         from azureml.contrib.services import aml_request, aml_response
 
@@ -132,14 +144,15 @@ class EntryScriptRuntime(RawRuntime):
         try:
             _synchronous(module.init)()
         except BaseException as exc:
-            logger.error("User's init function failed:\n%s", traceback.format_exc())
+            trace = traceback.format_exc()
             self._log_model_dir()
-            raise ModelLoadError(f"init() of {self.script} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"init() of {self.script} failed: {type(exc).__name__}: {exc}", traceback=trace
+            ) from exc
         logger.info("User's init has completed successfully")
 
-        app_root = Path(os.environ.get("AML_APP_ROOT") or self.script.parent)
         try:
-            self._swagger = azure_schema.SwaggerDocs.build(run, app_root)
+            self._swagger = azure_schema.SwaggerDocs.build(run, self.app_root)
         except Exception as exc:
             raise ModelLoadError(f"Could not prepare the swagger documents: {exc}") from exc
 
@@ -156,9 +169,10 @@ class EntryScriptRuntime(RawRuntime):
             spec.loader.exec_module(module)
         except BaseException as exc:
             sys.modules.pop(MODULE_NAME, None)
-            logger.error("Failed to import %s:\n%s", self.script, traceback.format_exc())
+            # The traceback goes with the error and is logged once, by whoever reports the failure.
             raise ModelLoadError(
-                f"Failed to import entry script {self.script}: {type(exc).__name__}: {exc}"
+                f"Failed to import entry script {self.script}: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
             ) from exc
         return module
 
@@ -196,11 +210,11 @@ class EntryScriptRuntime(RawRuntime):
             logger.info("run() is not decorated: it gets the input as a JSON string.")
 
     def _log_model_dir(self) -> None:
-        model_dir = os.environ.get("AZUREML_MODEL_DIR", "")
-        if not model_dir or not os.path.exists(model_dir):
+        model_dir = self.model_dir
+        if model_dir is None or not model_dir.exists():
             return
         logger.info("Model directory contents:")
-        lines = _walk(Path(model_dir))
+        lines = _walk(model_dir)
         for line in itertools.islice(lines, _MODEL_DIR_LOG_LINES):
             logger.info(line)
         if next(lines, None) is not None:
@@ -223,7 +237,7 @@ class EntryScriptRuntime(RawRuntime):
             )
         elif method == "GET":
             args = _query_arguments(request.query_string)
-            kwargs = self._schema_args(args) if mode is _SCHEMA else {self._data_param: json.dumps(args)}
+            kwargs = self._schema_args(args) if mode is _SCHEMA else {self._data_param: _query_json(args)}
         elif method == "OPTIONS":
             return RawResult(b"", 200, [("x-ms-run-function-failed", "False")], "text/html; charset=utf-8")
         else:
@@ -235,7 +249,7 @@ class EntryScriptRuntime(RawRuntime):
             output = self._run(**kwargs)
         except MemoryError:
             raise  # the server counts these: a worker that keeps running out of memory is replaced
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # user code: KeyboardInterrupt, SystemExit, BaseException itself
             raise self._failure(exc) from exc
 
         response_type = self._response_type
@@ -274,6 +288,9 @@ class EntryScriptRuntime(RawRuntime):
             # The standard parser takes what orjson refuses (NaN, huge integers), as the reference's does.
             try:
                 parsed = json.loads(body)
+            except RecursionError:
+                # orjson stops at 1,024 levels; json at Python's recursion limit (the reference answers 500).
+                raise BadJSON("POST body could not be decoded as JSON: it nests too deeply") from None
             except ValueError as exc:
                 if body:
                     raise BadJSON(f"POST body could not be decoded as JSON: {exc}") from None
@@ -370,11 +387,21 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(key: str, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        # The reference answers 500 (its parser's RecursionError escapes); it is the client's input.
+        raise BadJSON(f"query value {echo(key)!r} nests too deeply to be read as JSON") from None
+
+
+def _query_json(args: dict[str, Any]) -> str:
+    try:
+        return json.dumps(args)
+    except RecursionError:
+        raise BadJSON("the query values nest too deeply to be passed to run() as JSON") from None
 
 
 def _query_arguments(query_string: bytes) -> dict[str, Any]:
@@ -388,15 +415,16 @@ def _query_arguments(query_string: bytes) -> dict[str, Any]:
     for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
         grouped.setdefault(key, []).append(value)
     return {
-        key: _parse_value(values[0]) if len(values) == 1 else [_parse_value(v) for v in values]
+        key: _parse_value(key, values[0]) if len(values) == 1 else [_parse_value(key, v) for v in values]
         for key, values in grouped.items()
     }
 
 
 def _from_response(status: int, headers: list[tuple[str, str]], body: bytes) -> RawResult:
+    """What run()'s AMLResponse (or flask Response) says, checked so the server can send it."""
     content_type = "text/html; charset=utf-8"
     out: list[tuple[str, str]] = []
-    failed = status >= 500
+    failed = isinstance(status, int) and status >= 500
     for name, value in headers:
         lower = name.lower()
         if lower == "content-type":
@@ -409,7 +437,7 @@ def _from_response(status: int, headers: list[tuple[str, str]], body: bytes) -> 
             out.append((name, value))
     if failed:
         out.append(("x-ms-run-function-failed", "True"))
-    return RawResult(body, status, out, content_type, run_failed=failed)
+    return raw_result(body, status, out, content_type, run_failed=failed)
 
 
 def _forget_schemas(module_name: str) -> None:

@@ -92,6 +92,9 @@ class OnnxRuntime(Runtime):
             raise missing_framework("onnx", exc) from None
         self._errors = (InvalidArgument, Fail)
         self.providers = select_providers(self.settings.device, ort.get_available_providers())
+        if CUDA in self.providers and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu[cuda,cudnn] finds CUDA and cuDNN in the nvidia-* wheels only when asked to.
+            ort.preload_dlls()
         options = ort.SessionOptions()
         if "threads" in self.settings.parameters:
             options.intra_op_num_threads = int(self.settings.parameters["threads"])
@@ -105,6 +108,15 @@ class OnnxRuntime(Runtime):
         except Exception as exc:
             raise ModelLoadError(f"cannot load {self.settings.path}: {type(exc).__name__}: {exc}") from exc
         log.info("model %r: onnxruntime providers %s", self.settings.name, self.session.get_providers())
+        if CUDA in self.providers and CUDA not in self.session.get_providers():
+            # onnxruntime falls back to CPU when its CUDA provider cannot start (no GPU, no driver).
+            if self.settings.device == "cuda":
+                raise ModelLoadError(
+                    "device 'cuda' was asked for, but onnxruntime's CUDA provider did not start (no GPU "
+                    "found, or no NVIDIA driver); use --device auto or cpu, or run on a machine with a GPU"
+                )
+            log.info("model %r: no GPU found (onnxruntime's CUDA provider did not start); serving on CPU",
+                     self.settings.name)  # fmt: skip
         graph_inputs = self.session.get_inputs()
         self._input_names = [i.name for i in graph_inputs]
         checks = [TensorCheck(i.name, ONNX_TYPES.get(i.type), _shape(i.shape)) for i in graph_inputs]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
+from prebake import frameworks
 from prebake.errors import ConfigError, ModelLoadError
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
 
@@ -20,16 +21,7 @@ class Entry(NamedTuple):
     install: str  # what to pip install when the framework is missing
 
 
-RUNTIMES: dict[str, Entry] = {
-    "sklearn": Entry("prebake.runtimes.sklearn:SklearnRuntime", "scikit-learn joblib"),
-    "xgboost": Entry("prebake.runtimes.xgboost:XGBoostRuntime", "xgboost"),
-    "lightgbm": Entry("prebake.runtimes.lightgbm:LightGBMRuntime", "lightgbm"),
-    "onnx": Entry("prebake.runtimes.onnx:OnnxRuntime", "onnxruntime (or onnxruntime-gpu)"),
-    "torch": Entry("prebake.runtimes.torch:TorchRuntime", "torch"),
-    "tensorflow": Entry("prebake.runtimes.tensorflow:TensorFlowRuntime", "tensorflow (or tensorflow-cpu)"),
-    "sagemaker": Entry("prebake.runtimes.sagemaker:SageMakerScriptRuntime", "nothing: it runs your script"),
-    "transformers": Entry("prebake.runtimes.transformers:TransformersRuntime", "transformers torch"),
-}
+RUNTIMES: dict[str, Entry] = {f.runtime: Entry(f.target, f.install) for f in frameworks.FRAMEWORKS}
 
 
 def runtime_class(name: str) -> type[Runtime] | type[RawRuntime]:

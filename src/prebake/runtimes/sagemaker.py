@@ -9,7 +9,8 @@ argument, the context, which is None here. Where a function is missing the toolk
 - ``model_fn``: the toolkit has none; here the model file beside the script is loaded with its no-code
   runtime (``model.joblib``, ``model.onnx``...), or ModelLoadError where there is none.
 - ``input_fn``: ``application/json`` -> ``np.array(json.loads(body))``, ``text/csv`` -> ``np.genfromtxt``,
-  ``application/x-npy`` -> ``np.load`` (with ``allow_pickle=False``, unlike the toolkit); others 415.
+  ``application/x-npy`` -> the array (as ``np.load`` with ``allow_pickle=False``, unlike the toolkit,
+  and with its header checked against the body first); others 415.
 - ``predict_fn``: a no-code runtime's first output, else ``model.predict(data)``, else ``model(data)``.
 - ``output_fn``: JSON, CSV or NPY for the ``Accept`` header, whose default (absent or ``*/*``) is
   ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` or ``application/json``; others 415.
@@ -18,6 +19,10 @@ JSON and CSV bodies reach ``input_fn`` as str, others as bytes, as in the toolki
 ``transform_fn``/``output_fn`` is ``(body, content_type)``. The script is ``code/inference.py``, or
 ``code/$SAGEMAKER_PROGRAM`` as in SageMaker's framework containers, or ``parameters.script`` (relative
 to the model directory). ``parameters.default_accept`` overrides ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``.
+
+A handler script is code: loading one runs it in the server, with the server's permissions, as a
+pickle would. The log says so for each; ``parameters.handler_scripts`` false (the operator's
+``--no-handler-scripts``, or the model's own settings file) refuses it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import importlib.util
 import inspect
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -34,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from prebake import codec
 from prebake.errors import (
     ConfigError,
     InvalidInput,
@@ -44,6 +51,8 @@ from prebake.errors import (
 )
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
 from prebake.types import InferenceRequest, RawRequest, RawResult
+
+log = logging.getLogger("prebake.runtimes")
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -74,8 +83,11 @@ def default_input_fn(body: str | bytes, content_type: str) -> np.ndarray:
             return np.genfromtxt(io.StringIO(text), delimiter=",")
         if kind == NPY:
             raw = body if isinstance(body, bytes) else body.encode()
-            return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))
-    except ValueError as exc:
+            # Checked against the body before anything is allocated; a copy, as np.load's is writable.
+            return codec.decode_npy(raw).copy()
+    except InvalidInput as exc:
+        raise InvalidInput(f"the body is not valid {kind}: {exc.message}") from None
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"the body is not valid {kind}: {exc}") from None
     raise UnsupportedMediaType(f"content type {content_type!r} is not supported; send {JSON}, {CSV} or {NPY}")
 
@@ -149,6 +161,20 @@ class SageMakerScriptRuntime(RawRuntime):
         )
 
     def load(self) -> None:
+        if self.settings.parameters.get("handler_scripts") is False:
+            raise ModelLoadError(
+                f"model {self.settings.name!r}: {self.script} is a handler script, Python code that would run "
+                "inside the server, and this server refuses handler scripts (--no-handler-scripts or "
+                'PREBAKE_HANDLER_SCRIPTS=0, or "handler_scripts": false in its model-settings.json). Serve '
+                'the model file alone (remove code/, or name the file in model-settings.json\'s "uri"), '
+                "or let the server run it."
+            )
+        log.warning(
+            "model %r: running the handler script %s: it is Python code, run inside the server with the "
+            "server's permissions, so serve only folders you trust (--no-handler-scripts refuses them)",
+            self.settings.name,
+            self.script,
+        )
         module = self._import_script()
         found = {n: getattr(module, n) for n in _HANDLERS if callable(getattr(module, n, None))}
         if "transform_fn" in found and {"input_fn", "predict_fn", "output_fn"} & found.keys():

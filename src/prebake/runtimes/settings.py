@@ -8,14 +8,24 @@ Every key is optional; a file may be ``{}``. Unknown keys are refused so a typo 
       "runtime": "sklearn",                # sklearn xgboost lightgbm onnx torch tensorflow sagemaker transformers
       "uri": "model.joblib",               # the model file or directory, relative to this file
       "predict_method": "predict_proba",   # sklearn: one method or several, "predict,predict_proba"
-      "inputs":  [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
-      "outputs": [{"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]}],
+      "inputs":  [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],   # + "format": "NCHW" for images
+      "outputs": [{"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3],
+                   "labels": "labels.txt"}],   # one class name a line: the classification extension's
+      "sequence": {"START": "start", "READY": "ready"},   # control inputs the server fills (below)
       "max_batch_size": 32,                # 1: no adaptive batching; absent or 0: the server default (64)
       "max_batch_delay_ms": 2.0,
       "device": "auto",                    # auto | cpu | cuda (torch, onnx)
-      "allow_pickle": true,                # false: refuse pickle/joblib files
+      "allow_pickle": false,               # false: refuse this model's pickle/joblib files; true does
+                                           # nothing: only the operator allows pickles (--allow-pickle)
+      "handler_scripts": false,            # false: refuse this model's code/inference.py; as above
       "parameters": {}                     # runtime-specific extras (see each runtime's docstring)
     }
+
+``sequence`` makes a sequence model, as Triton's sequence batcher's ``control_input``: requests must carry a
+``sequence_id`` (and ``sequence_start`` / ``sequence_end`` flags), and the server gives the named inputs
+per row: ``start`` and ``end`` 1 on the first and last request of a sequence (else 0), ``ready`` 1, and
+``correlation_id`` the sequence id. The model keeps no state between requests here: it is what a stateless
+model with control inputs needs, not Triton's implicit state.
 
 MLServer's ``model-settings.json`` is read too: ``implementation`` (e.g. ``mlserver_sklearn.SKLearnModel``),
 ``parameters.uri``, ``parameters.version``, ``parameters.extra`` and ``max_batch_time`` (seconds).
@@ -45,10 +55,18 @@ MLSERVER_IMPLEMENTATIONS = {
     "mlserver_huggingface.HuggingFaceRuntime": "transformers",
 }
 
+#: Keys the operator sets (flags, environment) that a settings file may only turn off for its model.
+OPERATOR_KEYS = ("allow_pickle", "handler_scripts")
+
 _KEYS = {
     "name", "version", "runtime", "implementation", "uri", "predict_method", "inputs", "outputs",
-    "max_batch_size", "max_batch_delay_ms", "max_batch_time", "device", "allow_pickle", "parameters",
+    "max_batch_size", "max_batch_delay_ms", "max_batch_time", "device", "allow_pickle", "handler_scripts",
+    "parameters", "sequence",
 }  # fmt: skip
+#: Image layouts, as Triton's ModelInput.Format names them (without the FORMAT_ prefix).
+FORMATS = ("NONE", "NHWC", "NCHW")
+#: What a sequence model's control inputs carry (Triton's CONTROL_SEQUENCE_START, _END, _READY, _CORRID).
+SEQUENCE_CONTROLS = ("start", "end", "ready", "correlation_id")
 
 
 @dataclass(slots=True)
@@ -67,6 +85,8 @@ class FileSettings:
     max_batch_delay_ms: float | None = None
     device: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # output name -> class names
+    sequence: dict[str, str] = field(default_factory=dict)  # control input name -> what it carries
 
 
 def read_settings(path: Path) -> FileSettings:
@@ -119,6 +139,8 @@ def parse_settings(data: Any, *, source: Path) -> FileSettings:
     out.runtime = runtime
     out.inputs = _tensor_specs(data, "inputs", fail)
     out.outputs = _tensor_specs(data, "outputs", fail)
+    out.labels = _labels(data, source, fail)
+    out.sequence = _sequence(data, fail)
     if "max_batch_size" in data:
         size = data["max_batch_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -132,10 +154,17 @@ def parse_settings(data: Any, *, source: Path) -> FileSettings:
     if device is not None and device not in DEVICES:
         raise fail(f"'device' must be one of {', '.join(DEVICES)}, not {device!r}")
     out.device = device
-    if "allow_pickle" in data:
-        if not isinstance(data["allow_pickle"], bool):
-            raise fail("'allow_pickle' must be true or false")
-        params["allow_pickle"] = data["allow_pickle"]
+    # Operator-only switches: a model's own folder may refuse what the operator allows, never allow more.
+    # allow_pickle false here refuses this model's pickles; true is the operator's to say (--allow-pickle),
+    # as a file beside a pickle is as trustworthy as the pickle. The same for handler scripts.
+    for key in OPERATOR_KEYS:
+        values = [where[key] for where in (data, params) if key in where]
+        params.pop(key, None)
+        for value in values:
+            if not isinstance(value, bool):
+                raise fail(f"{key!r} must be true or false")
+        if False in values:
+            params[key] = False
     out.parameters = params
     return out
 
@@ -173,5 +202,39 @@ def _tensor_specs(data: Mapping[str, Any], key: str, fail: Any) -> list[TensorSp
         shape = item.get("shape", [-1])
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= -1 for d in shape):
             raise fail(f"{where}: 'shape' must be a list of whole numbers, -1 for any size")
-        specs.append(TensorSpec(item["name"], str(datatype).upper(), list(shape)))
+        layout = item.get("format", "")
+        if layout and (key != "inputs" or layout not in FORMATS):
+            raise fail(f"{where}: 'format' is for inputs, one of {', '.join(FORMATS)}")
+        specs.append(TensorSpec(item["name"], str(datatype).upper(), list(shape), format=layout))
     return specs
+
+
+def _labels(data: Mapping[str, Any], source: Path, fail: Any) -> dict[str, tuple[str, ...]]:
+    """Each output's class names, from the file its ``labels`` names (one a line, as Triton's
+    label_filename), read now so a missing file fails the start, not a request."""
+    labels: dict[str, tuple[str, ...]] = {}
+    for i, item in enumerate(data.get("outputs") or []):
+        name = item.get("labels")
+        if name is None:
+            continue
+        if not isinstance(name, str) or not name:
+            raise fail(f"outputs[{i}]: 'labels' must name a file of class names, one a line")
+        path = source.parent / name
+        try:
+            labels[item["name"]] = tuple(path.read_text().splitlines())
+        except OSError as exc:
+            raise fail(f"outputs[{i}]: cannot read the labels file {path}: {exc.strerror}") from None
+    return labels
+
+
+def _sequence(data: Mapping[str, Any], fail: Any) -> dict[str, str]:
+    controls = data.get("sequence") or {}
+    if not isinstance(controls, Mapping) or not all(
+        isinstance(name, str) and kind in SEQUENCE_CONTROLS for name, kind in controls.items()
+    ):
+        raise fail(
+            "'sequence' maps control input names to what they carry: "
+            + ", ".join(SEQUENCE_CONTROLS)
+            + ' (e.g. {"START": "start", "READY": "ready"})'
+        )
+    return dict(controls)

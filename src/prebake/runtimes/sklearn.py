@@ -5,8 +5,9 @@ method of ``predict_method`` (``"predict_proba"``, ``"predict,predict_proba"``).
 DataFrame (it has ``feature_names_in_``) gets a DataFrame with those columns, from one matrix input or
 from one input per column.
 
-Pickle and joblib files run code when loaded; the log says so and names the safer formats. With
-``allow_pickle`` false (settings file, or ``parameters``) they are refused. skops files load only types
+Pickle and joblib files run code when loaded: they are refused unless ``parameters.allow_pickle`` is
+true, which the server sets from the operator's ``--allow-pickle`` (a settings file can only set it
+false); where allowed, the log says what that means and names the safer formats. skops files load only types
 that scikit-learn, numpy or scipy define, plus those listed in ``parameters.skops_trusted``.
 """
 
@@ -34,18 +35,20 @@ from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
 
 log = logging.getLogger("prebake.runtimes")
 
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 _SKOPS_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
 def check_pickle_allowed(settings: ModelSettings, path: Path) -> None:
-    """Warn that a pickle runs code when loaded, or refuse it where ``allow_pickle`` is false."""
-    if settings.parameters.get("allow_pickle", True) is False:
+    """Refuse a pickle unless ``allow_pickle`` is true in the settings' parameters (the operator's
+    choice: ``--allow-pickle`` or PREBAKE_ALLOW_PICKLE=1, which a model's settings file can only narrow),
+    and warn that it runs code where it is allowed. Refused by default, wherever a model is loaded."""
+    if settings.parameters.get("allow_pickle") is not True:
         raise ModelLoadError(
             f"{path.name} is a pickle, and pickles run any code they hold when loaded, so prebake refuses them "
-            f"unless you allow it (model {settings.name!r}). If you trust the file: prebake serve --allow-pickle, "
-            'or PREBAKE_ALLOW_PICKLE=1, or "allow_pickle": true in its model-settings.json. Safer: save it as '
-            "skops (.skops) or ONNX (.onnx)."
+            f"unless the operator allows it (model {settings.name!r}). If you trust the file: prebake serve "
+            "--allow-pickle (prebake check --allow-pickle), or PREBAKE_ALLOW_PICKLE=1 (a model's own "
+            "model-settings.json can refuse pickles, never allow them). Safer: save it as skops (.skops) or "
+            "ONNX (.onnx)."
         )
     log.warning(
         "model %r: loading %s, a pickle: pickles run any code they contain when loaded, so load only files "

@@ -3,11 +3,14 @@ in ``parameters.signature``) and Keras ``.keras``/``.h5`` files.
 
 Inputs, dtypes and shapes come from the signature (SavedModel) or ``model.inputs`` (Keras); inputs are cast
 to the signature's dtypes. A Keras model is called through one ``tf.function`` traced at load. Outputs keep the signature's names (SavedModel) or ``model.output_names``
-(Keras), else ``output-0``, ``output-1``... The model runs on TensorFlow's default device.
+(Keras), else ``output-0``, ``output-1``... The model runs on TensorFlow's default device; ``--device cpu``
+hides the GPUs, ``cuda`` refuses to load without one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,28 @@ from prebake.runtimes.arrays import (
 from prebake.runtimes.base import Runtime
 from prebake.runtimes.registry import missing_framework
 from prebake.types import InferenceRequest, InferenceResponse, TensorSpec
+
+log = logging.getLogger("prebake.runtimes")
+
+
+def _choose_device(tf: Any, device: str, name: str) -> None:
+    """``cpu`` hides the GPUs; ``cuda`` without one refuses to load; ``auto`` says when a GPU build found none."""
+    if device == "cpu":
+        # RuntimeError: TensorFlow already initialised its devices in this process (an earlier model).
+        with contextlib.suppress(RuntimeError):
+            tf.config.set_visible_devices([], "GPU")
+        return
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        log.info("model %r: tensorflow on %d GPU(s)", name, len(gpus))
+    elif device == "cuda":
+        raise ModelLoadError(
+            "device 'cuda' was asked for, but TensorFlow sees no GPU "
+            "(tf.config.list_physical_devices('GPU') is empty); use --device auto or cpu, "
+            "or tensorflow[and-cuda] on a machine with a GPU"
+        )
+    elif tf.test.is_built_with_cuda():
+        log.info("model %r: no GPU found (TensorFlow built for CUDA sees no GPU); serving on CPU", name)
 
 
 class TensorFlowRuntime(Runtime):
@@ -41,6 +66,7 @@ class TensorFlowRuntime(Runtime):
         except ImportError as exc:
             raise missing_framework("tensorflow", exc) from None
         self._errors = (ValueError, TypeError, tf.errors.InvalidArgumentError)
+        _choose_device(tf, self.settings.device, str(self.settings.name))
         path = self.settings.path
         try:
             checks = self._load_saved_model(tf) if path.is_dir() else self._load_keras(tf)

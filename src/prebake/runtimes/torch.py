@@ -106,6 +106,10 @@ class TorchRuntime(Runtime):
         self._casts = [torch.bfloat16 if c.datatype == "BF16" else None for c in self.plan.checks]
         card = f" ({torch.cuda.get_device_name()})" if self.device == "cuda" else ""
         log.info("model %r: torch on %s%s", self.settings.name, self.device, card)
+        if self.device == "cpu" and self.settings.device == "auto" and torch.version.cuda:
+            # A CUDA build (a GPU image) on a machine without a GPU: say so, as it serves on CPU.
+            log.info("model %r: no GPU found (torch %s for CUDA %s sees no CUDA device); serving on CPU",
+                     self.settings.name, torch.__version__, torch.version.cuda)  # fmt: skip
 
     def _load_script(self, torch: Any, path: Path) -> list[TensorCheck]:
         if not is_torchscript(path):

@@ -56,7 +56,11 @@ def _signature(request: InferenceRequest, ranks: dict[str, int]) -> tuple[Any, .
         rows = array.shape[0]
         parts.append((name, array.dtype.str, array.shape[1:]))
     outputs = tuple(request.outputs) if request.outputs is not None else None
-    return (tuple(parts), outputs, tuple(sorted((k, repr(v)) for k, v in request.parameters.items())))
+    try:
+        parameters = tuple(sorted((k, repr(v)) for k, v in request.parameters.items()))
+    except RecursionError:
+        return None  # parameters nested past repr's depth (a client's 1,000 levels): this one runs alone
+    return (tuple(parts), outputs, parameters)
 
 
 def _request_signature(request: InferenceRequest) -> tuple[Any, ...]:

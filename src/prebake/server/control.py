@@ -8,9 +8,14 @@ reached; the call is answered once every live worker has, so after ``POST .../lo
 worker serves the model. A worker started later (a replacement) reads the file before it loads, so
 it starts as the others are.
 
-    state_dir/repository.json   {"generation": 3, "models": {"iris": {"loaded": false, "config": null}}}
-    state_dir/workers.json      the live workers' pids, written by the supervisor
+    state_dir/repository.state  {"generation": 3, "models": {"iris": {"loaded": false, "config": null}}}
+    state_dir/workers.state     the live workers' pids, written by the supervisor
     state_dir/applied-PID       the generation a worker has applied
+    state_dir/status-PID        "loading" or "ready": readiness is the whole server's (below)
+
+Readiness is the server's, not one worker's: a probe answered by a ready worker while another still
+loads would send traffic to the one that answers 503. So the server is ready once every worker that
+listens is ready (a replacement worker loads before it listens, and does not hold the others back).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from prebake.errors import PrebakeError, ServerBusy
 
 logger = logging.getLogger("prebake.control")
 
-STATE = "repository.json"
-WORKERS = "workers.json"
+# Not *.json: the metrics snapshots beside them are.
+STATE = "repository.state"
+WORKERS = "workers.state"
 APPLIED = "applied-"
+STATUS = "status-"
 SIGNAL = signal.SIGUSR1
 SETTLE_TIMEOUT_S = 120.0  # loading can take long; the call waits this long for the other workers
 
@@ -104,6 +111,23 @@ class Control:
                     "check the repository index again shortly"
                 )
             await asyncio.sleep(0.05)
+
+    def mark_status(self, status: str) -> None:
+        """This worker's state for the server's readiness: "loading" (listening, models loading) or "ready"."""
+        if self.directory is not None:
+            _write(self.directory / f"{STATUS}{os.getpid()}", status.encode())
+
+    def others_ready(self) -> bool:
+        """Whether every other live worker that listens has loaded its models."""
+        if self.directory is None:
+            return True
+        for pid in self._live():
+            try:
+                if (self.directory / f"{STATUS}{pid}").read_text() != "ready":
+                    return False
+            except OSError:
+                continue  # a replacement still loading: it does not listen yet
+        return True
 
     def _live(self) -> list[int]:
         assert self.directory is not None

@@ -1,4 +1,5 @@
-"""A request-head timeout for uvicorn's httptools protocol, which has none.
+"""A request-head timeout for uvicorn's httptools protocol, which has none (and the connection's file
+descriptor in each request's scope, as ``prebake.fd``).
 
 A client that opens a connection, or starts a request on a kept-alive one, and does not finish the
 request's headers within the timeout is disconnected. Without it a slow or stalled client (slowloris)
@@ -20,13 +21,18 @@ def with_head_timeout(seconds: float) -> type[HttpToolsProtocol]:
 
     class HeadTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _fd = -1
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            self._fd = sock.fileno() if sock is not None else -1
             self._start_head_timer()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            # The connection's descriptor, so the supervisor can answer for a frozen worker (rescue.py).
+            self.scope["prebake.fd"] = self._fd  # type: ignore[typeddict-unknown-key]
             self._start_head_timer()
 
         def on_headers_complete(self) -> None:

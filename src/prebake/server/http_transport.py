@@ -35,8 +35,9 @@ class HttpTransport:
         max_body_bytes: int,
         body_timeout_s: float | None = None,
         cors_origins: tuple[str, ...] = (),
+        unmatched_error_body: ErrorFormatter = v2_error_body,
     ) -> None:
-        self.router = Router(routes)
+        self.router = Router(routes, unmatched_error_body)
         self.pipeline = pipeline
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
@@ -80,6 +81,8 @@ class HttpTransport:
             public=route.public if route is not None else False,
             model=params.get("name") or (route.model if route is not None else ""),
             content_length=content_length,
+            fd=scope.get("prebake.fd", -1),
+            error_body=route.error_body if route is not None else None,
         )
 
         async def read(call: Call) -> bytes:

@@ -2,6 +2,8 @@
 
 The access log bypasses the logging module on purpose: at thousands of requests per second a
 LogRecord per request costs more than the request. Lines from one event-loop turn are written together.
+Every field a client chose (path, request id, model) is written with its control characters escaped,
+so no request can forge a line.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -44,6 +47,20 @@ def configure_logging(log_format: str, level: str) -> None:
     root.setLevel(level.upper() if level.upper() in logging._nameToLevel else "INFO")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control characters (CR, LF, ESC...) written as ``\xNN``.
+
+    >>> printable("/a\r\nforged")
+    '/a\\x0d\\x0aforged'
+    """
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class AccessLog:
     """Writes `request_id method path status duration bytes` per request, buffered per loop turn."""
 
@@ -53,6 +70,8 @@ class AccessLog:
         self._lines: list[str] = []
         self._flush_scheduled = False
         self._pid = os.getpid()
+        self._second = -1
+        self._prefix = ""
 
     def record(
         self, request_id: str, method: str, path: str, status: int, duration_ms: float, size: int, model: str
@@ -74,8 +93,15 @@ class AccessLog:
                 }
             ).decode()
         else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            line = f"{stamp} INFO [{self._pid}] prebake.access: {request_id} {method} {path} {status} {duration_ms:.3f}ms {size}"
+            now = int(time.time())
+            if now != self._second:  # the prefix changes once a second, not once a request
+                self._second = now
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                self._prefix = f"{stamp} INFO [{self._pid}] prebake.access: "
+            line = (
+                f"{self._prefix}{printable(request_id)} {method} {printable(path)} {status} "
+                f"{duration_ms:.3f}ms {size}"
+            )
         self._lines.append(line)
         if not self._flush_scheduled:
             self._flush_scheduled = True

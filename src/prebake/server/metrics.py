@@ -3,19 +3,31 @@
 Each worker process keeps its own numbers and writes a snapshot to a shared directory about once a
 second; whichever worker answers `/metrics` adds the others' snapshots to its own, so a scrape sees
 the whole server, not one random worker. Snapshots of dead workers are kept (counters never go back).
+
+Where the directory cannot be written (a full disk, a read-only or vanished directory), the worker says
+so once in the log and writes to a directory of the same name in memory (``/dev/shm``) instead, which
+every worker also reads, so the totals stay whole; it goes back to the directory once it can. Without
+``/dev/shm`` its numbers stay in its own memory (its own scrapes stay whole) and it keeps retrying.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+logger = logging.getLogger("prebake.metrics")
+
+#: Memory-backed file system the snapshots fall back to when their directory cannot be written.
+MEMORY_DIR = Path("/dev/shm")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -35,6 +47,8 @@ class Metrics:
         self.last_inference: dict[Labels, int] = {}  # (model,) -> ms since the epoch (merged by max)
         self.in_flight = 0
         self._dirty = True
+        self._fallback = fallback_directory(directory)
+        self._failing = False  # the directory could not be written last time (said once in the log)
 
     def observe_request(self, route: str, method: str, status: int, model: str, seconds: float) -> None:
         self.requests[(route, method, str(status), model)] += 1
@@ -78,15 +92,53 @@ class Metrics:
         }
 
     def write_snapshot(self) -> None:
-        """Publish this worker's numbers for the others (atomic rename, so readers never see half a file)."""
+        """Publish this worker's numbers for the others (atomic rename, so readers never see half a file).
+
+        A directory that cannot be written is said once in the log, and the snapshot goes to the memory
+        fallback; until one write succeeds, the next call tries again."""
         if self.directory is None or not self._dirty:
             return
+        name = f"{os.getpid()}.json"
+        data = orjson.dumps(self.snapshot())
+        try:
+            _publish(self.directory / name, data)
+        except OSError as error:
+            self._dirty = not self._write_fallback(name, data, error)
+            return
         self._dirty = False
-        path = self.directory / f"{os.getpid()}.json"
-        tmp = path.with_suffix(".tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_bytes(orjson.dumps(self.snapshot()))
-            tmp.replace(path)
+        if self._failing:
+            self._failing = False
+            logger.warning("metrics: snapshots are written to %s again", self.directory)
+            if self._fallback is not None:
+                with contextlib.suppress(OSError):
+                    (self._fallback / name).unlink()
+
+    def _write_fallback(self, name: str, data: bytes, error: OSError) -> bool:
+        fallback = self._fallback
+        written = False
+        if fallback is not None:
+            with contextlib.suppress(OSError):
+                fallback.mkdir(exist_ok=True)
+                _publish(fallback / name, data)
+                written = True
+        if not self._failing:
+            self._failing = True
+            if written:
+                logger.warning(
+                    "metrics: cannot write this worker's snapshot to %s (%s); writing it to %s instead, so "
+                    "every worker's /metrics still counts its requests",
+                    self.directory,
+                    error.strerror or error,
+                    fallback,
+                )
+            else:
+                logger.warning(
+                    "metrics: cannot write this worker's snapshot to %s (%s): /metrics answered by the other "
+                    "workers will miss its requests until it can (its own answers stay whole); retrying",
+                    self.directory,
+                    error.strerror or error,
+                )
+        return written
 
     def render(self) -> bytes:
         """Prometheus text format of this worker's numbers plus every other worker's last snapshot."""
@@ -104,19 +156,58 @@ class Metrics:
         return merged
 
     def snapshots(self) -> list[dict[str, Any]]:
-        """This worker's snapshot and every other worker's last one."""
+        """This worker's snapshot and every other worker's last one (from the directory or its fallback,
+        the newer where a worker has written to both)."""
         totals = [self.snapshot()]
-        if self.directory is not None:
-            mine = f"{os.getpid()}.json"
-            for path in self.directory.glob("*.json"):
-                if path.name == mine:
-                    continue
-                with contextlib.suppress(OSError, ValueError):
-                    snap = orjson.loads(path.read_bytes())
-                    if path.name.startswith("dead-"):
-                        snap["in_flight"] = 0
-                    totals.append(snap)
+        mine = f"{os.getpid()}.json"
+        latest: dict[str, tuple[float, Path]] = {}
+        for directory in (self.directory, self._fallback):
+            if directory is None:
+                continue
+            with contextlib.suppress(OSError):
+                for path in directory.glob("*.json"):
+                    with contextlib.suppress(OSError):
+                        mtime = path.stat().st_mtime
+                        if path.name != mine and mtime >= latest.get(path.name, (-1.0, path))[0]:
+                            latest[path.name] = (mtime, path)
+        for name, (_, path) in latest.items():
+            with contextlib.suppress(OSError, ValueError):
+                snap = orjson.loads(path.read_bytes())
+                if name.startswith("dead-"):
+                    snap["in_flight"] = 0
+                totals.append(snap)
         return totals
+
+
+def fallback_directory(directory: Path | None) -> Path | None:
+    """Where snapshots go when ``directory`` cannot be written: its namesake under ``/dev/shm``, the same
+    for every worker of a server (None without /dev/shm, or where the directory is there already)."""
+    if directory is None or not MEMORY_DIR.is_dir() or directory.parent == MEMORY_DIR:
+        return None
+    return MEMORY_DIR / directory.name
+
+
+def retire_snapshot(directory: Path, pid: int) -> None:
+    """Keep a dead worker's last snapshot (counters never go back) with its in-flight gauge at zero."""
+    for folder in (directory, fallback_directory(directory)):
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                (folder / f"{pid}.json").replace(folder / f"dead-{pid}.json")
+
+
+def remove_snapshots(directory: Path) -> None:
+    """Remove the snapshot directory and its memory fallback, when the server stops."""
+    for folder in (directory, fallback_directory(directory)):
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.unlink()  # not a directory any more (replaced by a file)
+
+
+def _publish(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 #: The per-model inference row: successes and their seconds, failures and theirs, model seconds, waiting seconds.

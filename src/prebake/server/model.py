@@ -2,8 +2,9 @@
 
 A request reaches a model here, whatever protocol brought it; the model
 
-    checks it is READY (else 503) → hands it to its batcher or the executor → runtime.predict
-    → then, once: selects the requested outputs, stamps name, version and request id, records metrics.
+    checks it is READY (else 503) → adds a sequence model's control inputs (sequence.py) → hands it to
+    its batcher or the executor → runtime.predict → then, once: selects the requested outputs, answers
+    those asked for as classes (classification.py), stamps name, version and request id, records metrics.
 
 Runtimes return plain named arrays and know none of this. Loading and unloading go through one lock
 and a state machine, so a request never meets a half-loaded or unloaded runtime: requests that arrive
@@ -23,8 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from prebake.errors import InvalidInput, InvalidParameter, ModelLoadError, ModelNotReady, PrebakeError, echo
+from prebake.errors import (
+    InvalidInput,
+    InvalidParameter,
+    ModelLoadError,
+    ModelNotReady,
+    OutOfMemory,
+    PrebakeError,
+    echo,
+)
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
+from prebake.server import classification, sequence
 from prebake.server.batching import Batcher, request_rows, timed_predict
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
@@ -79,6 +89,7 @@ class ServedModel:
         self._lock = asyncio.Lock()
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._controls: dict[str, np.dtype[Any] | None] = {}  # a sequence model's control inputs
 
     @property
     def version(self) -> str | None:
@@ -102,6 +113,9 @@ class ServedModel:
         self._enter()
         started = time.perf_counter()
         try:
+            if self._controls:
+                assert self.settings is not None
+                request = sequence.with_controls(self.name, self._controls, self.settings.sequence, request)
             if self.batcher is not None:
                 response: InferenceResponse = await self.batcher.submit(request)
             else:
@@ -109,8 +123,12 @@ class ServedModel:
                 self.metrics.observe_run(self.name, time.perf_counter() - started)
                 self.metrics.observe_execution(self.name, request_rows(request), response.compute_s)
             outputs = select_outputs(response.outputs, request.outputs)
-        except BaseException:
+            if request.classification:
+                outputs = self._classify(outputs, request.classification)
+        except BaseException as error:
             self.metrics.observe_inference(self.name, False, time.perf_counter() - started, 0.0)
+            if isinstance(error, MemoryError):
+                raise out_of_memory(self.name) from None
             raise
         finally:
             self._leave()
@@ -132,6 +150,8 @@ class ServedModel:
         started = time.perf_counter()
         try:
             result = await self.executor.run(runtime.score, request)
+        except MemoryError:
+            raise out_of_memory(self.name) from None
         finally:
             self._leave()
             self.metrics.observe_run(self.name, time.perf_counter() - started)
@@ -172,11 +192,25 @@ class ServedModel:
         why = f"{state}: {self.reason}" if self.reason else state
         return ModelNotReady(f"model '{self.name}' is not ready ({why})")
 
+    def _classify(self, outputs: dict[str, np.ndarray], asked: dict[str, int]) -> dict[str, np.ndarray]:
+        labels = self.settings.labels if self.settings is not None else {}
+        batched = self.max_batch_size > 0
+        return {
+            name: classification.classify(name, array, asked[name], labels.get(name, ()), batched=batched)
+            if asked.get(name)
+            else array
+            for name, array in outputs.items()
+        }
+
     def metadata(self) -> ModelMetadata:
         runtime = self.runtime
-        if isinstance(runtime, Runtime):
-            return runtime.metadata()
-        return ModelMetadata(name=self.name, platform=runtime.name)
+        if not isinstance(runtime, Runtime):
+            return ModelMetadata(name=self.name, platform=runtime.name)
+        meta = runtime.metadata()
+        if self.settings is not None and self.settings.sequence:
+            # The server gives a sequence model's control inputs; clients see only the others, as in Triton.
+            meta.inputs = [t for t in meta.inputs if t.name not in self.settings.sequence]
+        return meta
 
     # -- loading ------------------------------------------------------------------------------------------
     async def load(self, overrides: dict[str, Any] | None = None) -> None:
@@ -242,12 +276,30 @@ class ServedModel:
         except Exception as error:
             self.state, self.reason = State.FAILED, f"{type(error).__name__}: {error}"
             raise ModelLoadError(f"failed to load '{self.name}': {self.reason}") from error
+        self._controls = self._control_inputs()
         # Whether a model batches is known only once it is loaded (ONNX, torch.export and TF models say it).
         self.batcher = self._make_batcher()
         self.state, self.reason = State.READY, ""
         logger.info(
             "model '%s' ready (%s) in %.2f s", self.name, self.runtime.name, time.perf_counter() - started
         )
+
+    def _control_inputs(self) -> dict[str, np.dtype[Any] | None]:
+        """A sequence model's control inputs and their dtypes; ModelLoadError for one the model lacks."""
+        kinds = self.settings.sequence if self.settings is not None else {}
+        plan = getattr(self.runtime, "plan", None)
+        if not kinds:
+            return {}
+        checks = {c.name: c for c in plan.checks} if plan is not None else {}
+        missing = sorted(set(kinds) - set(checks))
+        if missing:
+            self.state = State.FAILED
+            self.reason = (
+                f"sequence control input(s) {', '.join(missing)} are not inputs of the model; it takes "
+                + (", ".join(checks) or "no named inputs")
+            )
+            raise ModelLoadError(f"failed to load '{self.name}': {self.reason}")
+        return {name: checks[name].dtype for name in kinds}
 
     def _make_batcher(self) -> Batcher | None:
         """Batching is on for every runtime with a batch axis; max_batch_size 1 in its settings turns it off."""
@@ -267,6 +319,10 @@ class ServedModel:
             max_batch_delay_ms=settings.max_batch_delay_ms,
             input_ranks=ranks,
         )
+
+
+def out_of_memory(model: str) -> OutOfMemory:
+    return OutOfMemory(f"model '{model}' ran out of memory for this request; retry it, or send less")
 
 
 def select_outputs(outputs: dict[str, np.ndarray], requested: Sequence[str] | None) -> dict[str, np.ndarray]:

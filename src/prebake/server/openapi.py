@@ -22,16 +22,13 @@ from typing import Any
 import orjson
 
 import prebake
+from prebake import datatypes
 from prebake.http import Request, Response, Route
 
 Schema = dict[str, Any]
 Operation = dict[str, Any]
 
 OPENAPI_PATH = "/openapi.json"
-V2_DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES", "BF16",
-)  # fmt: skip
 
 # -- shared schemas -------------------------------------------------------------------------------------
 _ANY: Schema = {}
@@ -55,7 +52,7 @@ _V2_TENSOR: Schema = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 4},
-        "datatype": {"enum": list(V2_DATATYPES)},
+        "datatype": {"enum": list(datatypes.NAMES)},
         "parameters": _OBJECT,
         "data": {"type": "array", "items": _ANY, "maxItems": 64},
     },
@@ -230,6 +227,51 @@ _OPS: dict[str, Operation] = {
         "responses": {"200": _ok()},
         "errors": ["400", "404"],
         "x-prebake-changes-state": True,
+    },
+    # Triton's shared memory extension: regions the client registers (--allow-client-shm; else 501, as Triton).
+    "v2.shm_status": {
+        "summary": "System shared memory regions registered (all, or one)",
+        "responses": {"200": _ok(_json({"type": "array", "items": _OBJECT}))},
+        "errors": ["404"],
+    },
+    "v2.shm_register": {
+        "summary": "Register a system shared memory region: {key, offset, byte_size}",
+        "requestBody": {
+            "required": True,
+            "content": _json(
+                {
+                    "type": "object",
+                    "required": ["key", "byte_size"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "offset": {"type": "integer", "minimum": 0},
+                        "byte_size": {"type": "integer", "minimum": 1},
+                    },
+                }
+            ),
+        },
+        "responses": {"200": _ok(), "501": _ok(_json(_OBJECT), "Client shared memory is disabled")},
+        "errors": ["400"],
+        "x-prebake-changes-state": True,
+    },
+    "v2.shm_unregister": {
+        "summary": "Unregister a system shared memory region (or all of them)",
+        "responses": {"200": _ok(), "501": _ok(_json(_OBJECT), "Client shared memory is disabled")},
+        "x-prebake-changes-state": True,
+    },
+    "v2.cuda_status": {
+        "summary": "CUDA shared memory regions: none (no GPUs, as Triton built without them answers)",
+        "responses": {"200": _ok(_json({"type": "array", "items": _OBJECT}))},
+        "errors": ["404"],
+    },
+    "v2.cuda_register": {
+        "summary": "Register a CUDA shared memory region: refused (GPUs not supported)",
+        "requestBody": {"required": False, "content": _json(_OBJECT)},
+        "responses": {"400": _ok(_json(_OBJECT), "GPUs not supported")},
+    },
+    "v2.cuda_unregister": {
+        "summary": "Unregister CUDA shared memory regions: none are registered",
+        "responses": {"200": _ok()},
     },
     # KServe V1 (TensorFlow Serving REST).
     "v1.list_models": {

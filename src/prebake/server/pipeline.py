@@ -12,17 +12,20 @@ function that reads the request and one that answers it, and renders a ``Prebake
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from prebake.errors import HeaderTooLarge, PayloadTooLarge, PrebakeError, ServerBusy
+from prebake.errors import HeaderTooLarge, OutOfMemory, PayloadTooLarge, PrebakeError, ServerBusy
 from prebake.server import auth
 from prebake.server.logs import AccessLog
 from prebake.server.metrics import Metrics
+from prebake.server.rescue import WorkerTable
 
 logger = logging.getLogger("prebake.server")
 
@@ -56,6 +59,8 @@ class Call:
         "status",
         "size",
         "started",
+        "fd",
+        "error_body",
     )
 
     def __init__(
@@ -69,6 +74,8 @@ class Call:
         public: bool = False,
         model: str = "",
         content_length: int = -1,
+        fd: int = -1,
+        error_body: Any = None,
     ) -> None:
         self.transport = transport
         self.method = method
@@ -83,6 +90,8 @@ class Call:
         self.status = 200
         self.size = 0
         self.started = time.perf_counter()
+        self.fd = fd  # the HTTP connection's descriptor (-1: none), for answering from outside (rescue.py)
+        self.error_body = error_body  # how this request's protocol writes an error body
 
 
 Check = Callable[[Call], None]
@@ -92,16 +101,39 @@ Finish = Callable[[Call], None]
 # -- the steps, in order --------------------------------------------------------------------------------
 
 
+class RequestIds:
+    """New request ids in UUID form: a random UUID per process, its last 48 bits counting up. Unique
+    like uuid4() (which would draw 16 random bytes and build an object per request), at a fraction of
+    the cost; request ids identify, they are no secret."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        # Workers are forked: each draws its own base, or two would hand out the same ids.
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._base = uuid.uuid4().hex[:20]
+        self._count = itertools.count(int(uuid.uuid4().hex[20:], 16))
+
+    def new(self) -> str:
+        low = next(self._count) & 0xFFFFFFFFFFFF
+        base = self._base
+        return f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-{low:012x}"
+
+
+_ids = RequestIds()
+
+
 def assign_request_id(call: Call) -> None:
     """The client's ``x-request-id`` (at most 100 characters), else a new one."""
     for name, value in call.headers:
         if name == b"x-request-id":
             if len(value) > REQUEST_ID_LIMIT:
-                call.request_id = str(uuid.uuid4())
+                call.request_id = _ids.new()
                 raise HeaderTooLarge(f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
             call.request_id = value.decode("latin-1")
             return
-    call.request_id = str(uuid.uuid4())
+    call.request_id = _ids.new()
 
 
 def authenticate(keys: tuple[bytes, ...]) -> Check:
@@ -143,22 +175,33 @@ class Admission:
     """At most ``limit`` requests in the call step at once per worker; past it, a retryable 503 at once.
 
     Counted once the request is whole (after its body arrived), so clients trickling bodies hold no
-    slot: the body deadline bounds them instead."""
+    slot: the body deadline bounds them instead. Each admitted HTTP request is also noted in the
+    worker's ``table``, so the supervisor can answer it should the worker freeze (rescue.py)."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(
+        self, limit: int | None, table: WorkerTable | None = None, timeout_s: float | None = None
+    ) -> None:
         self.limit = limit
         self.active = 0
+        self.table = table
+        self.timeout_s = timeout_s if timeout_s is not None else float("inf")
 
-    def enter(self) -> None:
+    def enter(self, call: Call) -> int:
         if self.limit is not None and self.active >= self.limit:
             raise ServerBusy(
                 f"the server is at its limit of {self.limit} concurrent requests; retry shortly",
                 headers=[("retry-after", "1")],
             )
         self.active += 1
+        if self.table is None or call.fd < 0:
+            return -1
+        # perf_counter and monotonic share CLOCK_MONOTONIC on Linux, which the supervisor reads.
+        return self.table.register(call.fd, call.started + self.timeout_s, call.request_id, call.error_body)
 
-    def leave(self) -> None:
+    def leave(self, entry: int) -> None:
         self.active -= 1
+        if entry >= 0 and self.table is not None:
+            self.table.done(entry)
 
 
 def record_metrics(metrics: Metrics, known_model: Callable[[str], bool]) -> Finish:
@@ -229,12 +272,14 @@ class Pipeline(Generic[R]):
             for check in self.checks:
                 check(call)
             payload = await read(call)
-            self.admission.enter()
+            entry = self.admission.enter(call)
             try:
                 return await answer(call, payload)
             finally:
-                self.admission.leave()
+                self.admission.leave(entry)
         except PrebakeError as error:
+            if isinstance(error, OutOfMemory) and self.on_memory_error is not None:
+                self.on_memory_error()
             if error.traceback:
                 logger.error(
                     "%s %s [%s] failed: %s\n%s",
@@ -253,7 +298,7 @@ class Pipeline(Generic[R]):
             logger.error("%s %s [%s]: out of memory", call.method, call.path, call.request_id)
             if self.on_memory_error is not None:
                 self.on_memory_error()
-            busy = ServerBusy("the server ran out of memory for this request; retry it, or send less")
+            busy = OutOfMemory("the server ran out of memory for this request; retry it, or send less")
             call.status = busy.status
             return fail(call, busy)
         except Exception:
@@ -280,6 +325,8 @@ def build_pipeline(
     max_header_bytes: int = 64 * 1024,
     max_body_bytes: int = 100 * 1024 * 1024,
     limit_concurrency: int | None = None,
+    timeout_s: float | None = None,
+    rescue: WorkerTable | None = None,
     debug: bool = False,
     on_memory_error: Callable[[], None] | None = None,
 ) -> Pipeline[Any]:
@@ -290,7 +337,7 @@ def build_pipeline(
             authenticate(api_keys),
             check_limits(max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes),
         ],
-        admission=Admission(limit_concurrency),
+        admission=Admission(limit_concurrency, rescue, timeout_s),
         finishers=[
             record_metrics(metrics, known_model),
             write_access_log(access_log),

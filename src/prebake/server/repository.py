@@ -20,6 +20,7 @@ from prebake.server.control import Control, Wanted
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
 from prebake.server.model import RuntimeFactory, ServedModel, State
+from prebake.server.shm import SharedMemoryRegistry
 from prebake.server.statistics import model_statistics
 from prebake.types import (
     GenerationChunk,
@@ -53,12 +54,14 @@ class ModelRepository:
         factory: RuntimeFactory | None = None,
         discover: Discover | None = None,
         control: Control | None = None,
+        shared_memory: SharedMemoryRegistry | None = None,
     ) -> None:
         self.executor = executor
         self.metrics = metrics
         self.factory = factory
         self.discover = discover
         self.control = control or Control(None, workers=1)
+        self.regions = shared_memory or SharedMemoryRegistry(self.control.directory, allowed=False)
         self.models: dict[str, ServedModel] = {}
         self.raw_name: str | None = None  # the entry script (or handler script) that /score uses
         self.started = False
@@ -110,6 +113,7 @@ class ModelRepository:
             reasons = "; ".join(f"{m.name}: {m.reason}" for m in self.models.values())
             raise ModelLoadError(f"no model could be loaded: {reasons}")
         self.control.mark_applied(generation)
+        self.control.mark_status("ready")
         self.started = True
 
     # -- lookups ------------------------------------------------------------------------------------------
@@ -130,10 +134,14 @@ class ModelRepository:
 
     def ready(self) -> bool:
         # A model that failed to load does not hold back the others: its own readiness says so.
-        return self.started and all(
-            m.state is State.READY
-            for m in self.models.values()
-            if m.state not in (State.UNAVAILABLE, State.FAILED)
+        return (
+            self.started
+            and all(
+                m.state is State.READY
+                for m in self.models.values()
+                if m.state not in (State.UNAVAILABLE, State.FAILED)
+            )
+            and self.control.others_ready()
         )
 
     def model_names(self) -> list[str]:
@@ -220,6 +228,10 @@ class ModelRepository:
         if key is None:
             raise NotFound("this server has no entry script; POST to a model's route instead")
         return await self.get(key).score(request)
+
+    def shared_memory(self) -> SharedMemoryRegistry:
+        """The server's system shared memory regions (types.Backend)."""
+        return self.regions
 
     def _discover(self, name: str) -> ServedModel:
         settings = self.discover(name) if self.discover is not None else None

@@ -35,7 +35,11 @@ def routing_path(raw: str) -> str:
 
 
 class Router:
-    def __init__(self, routes: list[Route]) -> None:
+    """``unmatched_error_body`` writes errors for paths no route has (an entry-script server answers
+    them as Azure clients read errors, ``{"message": ...}``)."""
+
+    def __init__(self, routes: list[Route], unmatched_error_body: ErrorFormatter = v2_error_body) -> None:
+        self.unmatched_error_body = unmatched_error_body
         self._exact: dict[str, dict[str, Route]] = {}
         self._templated: list[tuple[re.Pattern[str], dict[str, Route]]] = []
         templated: dict[str, dict[str, Route]] = {}
@@ -88,9 +92,9 @@ class Router:
         return Match(route, params)
 
     def error_body(self, path: str) -> ErrorFormatter:
-        """How errors on ``path`` are written: its routes' protocol, else V2's ``{"error": ...}``."""
+        """How errors on ``path`` are written: its routes' protocol, else ``unmatched_error_body``."""
         table, _ = self._table(path)
-        return next(iter(table.values())).error_body if table else v2_error_body
+        return next(iter(table.values())).error_body if table else self.unmatched_error_body
 
     def allowed(self, path: str) -> list[str]:
         table, _ = self._table(path)

@@ -13,7 +13,6 @@ import errno
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import tempfile
@@ -28,9 +27,13 @@ from prebake.errors import ConfigError
 from prebake.server import control
 from prebake.server.heartbeat import Heartbeats
 from prebake.server.logs import configure_logging
+from prebake.server.metrics import remove_snapshots, retire_snapshot
+from prebake.server.rescue import Rescue
 
 logger = logging.getLogger("prebake.supervisor")
 
+#: A worker silent this long (it beats twice a second) may be frozen: its late requests are answered for it.
+RESCUE_AFTER_S = 1.5
 FAST_CRASH_S = 2.0  # a worker dying this soon after start, repeatedly, is a crash loop
 MAX_FAST_CRASHES = 5
 #: The thread-pool sizes of OpenMP (torch, scikit-learn, XGBoost, LightGBM), MKL and OpenBLAS.
@@ -104,13 +107,16 @@ class Supervisor:
         # Shared by the workers: metrics snapshots, the repository's wanted state (control.py).
         self.state_dir = Path(tempfile.mkdtemp(prefix="prebake-state-"))
         self.heartbeats = Heartbeats(config.workers)
+        self.rescue = Rescue(config.workers)
         self.fast_crashes = 0
+        self.spawned = 0
 
     def spawn(self) -> None:
         from prebake.server.worker import Shared, run_worker  # imported before fork, once, in the parent
 
         slot = min(set(range(self.config.workers)) - set(self.slots.values()))
         self.heartbeats.clear(slot)
+        self.rescue.clear(slot)
         pid = os.fork()
         if pid == 0:
             code = exits.FAILURE
@@ -118,7 +124,15 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, control.SIGNAL):
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent()
-                shared = Shared(self.state_dir, self.heartbeats, slot)
+                # The first workers listen while they load (probes answer); replacements load first, so
+                # none answers 503 beside workers that serve.
+                shared = Shared(
+                    self.state_dir,
+                    self.heartbeats,
+                    self.rescue,
+                    slot,
+                    initial=self.spawned < self.config.workers,
+                )
                 code = run_worker(self.config, self.sock, shared)
             finally:
                 # Skip interpreter teardown: a wedged daemon thread or the parent's atexit hooks must not run.
@@ -126,6 +140,7 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = time.monotonic()
         self.slots[pid] = slot
+        self.spawned += 1
         self._publish_workers()
 
     def _publish_workers(self) -> None:
@@ -138,12 +153,16 @@ class Supervisor:
                 os.kill(pid, control.SIGNAL)
 
     def _check_heartbeats(self) -> None:
-        """Kill a worker that stopped beating; the reaping below replaces it."""
+        """Answer for a worker that stopped beating (its requests past their deadline get 504: it cannot
+        send them), and kill it once silent for the heartbeat timeout; the reaping replaces it."""
         now = time.monotonic()
         limit = self.config.heartbeat_timeout_s
         for pid, slot in list(self.slots.items()):
             last = self.heartbeats.last(slot)
+            if last and now - last > RESCUE_AFTER_S:
+                self.rescue.answer_late(slot, pid)
             if last and now - last > limit:
+                self.rescue.answer_all(slot, pid)
                 logger.error(
                     "worker %d has not been heard from for %.1f s (stopped, or a call holding the GIL); "
                     "killing and replacing it",
@@ -205,7 +224,7 @@ class Supervisor:
                 self.spawn()
         finally:
             self.sock.close()
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+            remove_snapshots(self.state_dir)  # and its in-memory fallback (metrics.py)
         return result
 
     def _wait(self, deadline: float | None) -> tuple[int, int]:
@@ -231,9 +250,7 @@ class Supervisor:
             time.sleep(0.05)
 
     def _retire_metrics(self, pid: int) -> None:
-        path = self.state_dir / f"{pid}.json"
-        with contextlib.suppress(OSError):
-            path.replace(self.state_dir / f"dead-{pid}.json")
+        retire_snapshot(self.state_dir, pid)
 
 
 def _die_with_parent() -> None:

@@ -37,6 +37,8 @@ from prebake.server.logs import AccessLog, configure_logging
 from prebake.server.metrics import Metrics
 from prebake.server.pipeline import build_pipeline
 from prebake.server.repository import ModelRepository
+from prebake.server.rescue import Rescue, WorkerTable
+from prebake.server.shm import SharedMemoryRegistry
 
 logger = logging.getLogger("prebake.worker")
 
@@ -52,7 +54,9 @@ class Shared:
 
     state_dir: Path | None  # metrics snapshots, repository control
     heartbeats: Heartbeats | None
+    rescue: Rescue | None = None  # requests in progress, for the supervisor to answer if we freeze
     slot: int = 0
+    initial: bool = True  # one of the first workers (they listen while loading), not a replacement
 
 
 def _prepare_environment(config: ServeConfig) -> None:
@@ -80,18 +84,23 @@ def build_repository(
         return settings
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
+    control_ = control_ or control.Control(None, workers=1)
     repository = ModelRepository(
         executor,
         metrics,
         factory=create_runtime,
         discover=_discoverer(config, with_policy),
         control=control_,
+        # Registrations are the whole server's, recorded beside the repository state (shm.py).
+        shared_memory=SharedMemoryRegistry(control_.directory, allowed=config.allow_client_shm),
     )
     swagger = None
     if config.entry_script is not None:
         from prebake.runtimes.entry_script import EntryScriptRuntime
 
-        script = EntryScriptRuntime(config.entry_script, debug=config.debug)
+        script = EntryScriptRuntime(
+            config.entry_script, debug=config.debug, app_root=config.app_root, model_dir=config.model_dir
+        )
         repository.add("score", script)
         swagger = script.swagger
     if config.models or config.model_repository is not None:
@@ -130,7 +139,7 @@ def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
 
 def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
     """Every protocol's routes, on the one HTTP port."""
-    from prebake.protocols import azure, openai, sagemaker, v1, v2, vertex
+    from prebake.protocols import azure, azure_mlflow, mlflow_scoring, openai, sagemaker, v1, v2, vertex
     from prebake.server import openapi, ops
 
     routes = [
@@ -145,6 +154,9 @@ def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: A
             repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
     ]
+    routes = mlflow_scoring.over(
+        repository, azure_mlflow.over(repository, routes)
+    )  # share /invocations, /score
     routes.append(openapi.route(routes, models=repository.model_names(), auth=bool(config.api_keys)))
     return routes
 
@@ -170,7 +182,11 @@ def run_worker(config: ServeConfig, sock: socket.socket, shared: Shared) -> int:
         logger.error("init failed:\n%s", traceback.format_exc())
         return exits.INIT_FAILED
     try:
-        return _serve(config, sock, repository, routes, metrics)
+        listen_first = shared.initial or config.workers == 1
+        table = None
+        if shared.rescue is not None:
+            table = shared.rescue.worker(shared.slot, sorted({r.error_body for r in routes}, key=id))
+        return _serve(config, sock, repository, routes, metrics, listen_first=listen_first, rescue=table)
     except BaseException:
         logger.error("worker crashed:\n%s", traceback.format_exc())
         return exits.FAILURE
@@ -213,6 +229,14 @@ def _check_grpc() -> None:
         ) from None
 
 
+def _unmatched_error_body(config: ServeConfig) -> Any:
+    """An entry-script server answers unknown paths as azmlinfsrv does, ``{"message": ...}``."""
+    from prebake.http import v2_error_body
+    from prebake.protocols import azure
+
+    return azure.error_body if config.entry_script is not None else v2_error_body
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -227,7 +251,12 @@ def _serve(
     repository: ModelRepository,
     routes: list[Route],
     metrics: Metrics,
+    *,
+    listen_first: bool = True,
+    rescue: WorkerTable | None = None,
 ) -> int:
+    """Serve until SIGTERM. ``listen_first``: answer probes (liveness 200, readiness 503) while the models
+    load; otherwise load, then listen."""
     import uvicorn
 
     from prebake.server.headtimeout import with_head_timeout
@@ -260,6 +289,8 @@ def _serve(
         max_header_bytes=config.max_header_bytes,
         max_body_bytes=config.max_body_bytes,
         limit_concurrency=config.limit_concurrency,
+        timeout_s=config.timeout_s,
+        rescue=rescue,
         debug=config.debug,
         on_memory_error=on_memory_error,
     )
@@ -269,6 +300,7 @@ def _serve(
         max_body_bytes=config.max_body_bytes,
         body_timeout_s=config.body_timeout_s,
         cors_origins=config.cors_origins,
+        unmatched_error_body=_unmatched_error_body(config),
     )
     server = _uvicorn_server(
         uvicorn.Config(
@@ -355,7 +387,15 @@ def _serve(
             loop.add_signal_handler(sig, on_term)
         loop.add_signal_handler(control.SIGNAL, lambda: asyncio.ensure_future(repository.reconcile()))
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
-        loader = asyncio.ensure_future(load())
+        if listen_first:
+            repository.control.mark_status("loading")
+            loader = asyncio.ensure_future(load())
+        else:
+            await load()
+            if exit_code != exits.OK:
+                publisher.cancel()
+                return
+            loader = asyncio.ensure_future(asyncio.sleep(0))
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
             await server.serve(sockets=[sock])

@@ -1,11 +1,13 @@
 """An entry script for load and fault tests: answers its pid; sleeps, spins or allocates on request.
 
 With PREBAKE_TEST_MARKS set to a directory, run() notes each request's "id" there as it starts, so a
-test can tell which requests the server really began.
+test can tell which requests the server really began. PREBAKE_TEST_INIT_SLEEP makes init() take that
+many seconds; {"regex": n} runs a catastrophic regular expression (it holds the GIL for ages).
 """
 
 import json
 import os
+import re
 import time
 
 marks = None
@@ -13,6 +15,7 @@ marks = None
 
 def init():
     global marks
+    time.sleep(float(os.environ.get("PREBAKE_TEST_INIT_SLEEP") or 0))
     folder = os.environ.get("PREBAKE_TEST_MARKS")
     if folder:
         marks = open(os.path.join(folder, str(os.getpid())), "a", buffering=1)  # noqa: SIM115
@@ -22,6 +25,8 @@ def run(data):
     request = json.loads(data) if data else {}
     if marks is not None and "id" in request:
         marks.write(request["id"] + "\n")
+    if "regex" in request:
+        re.match(r"(a+)+$", "a" * int(request["regex"]) + "b")
     if "sleep" in request:
         time.sleep(float(request["sleep"]))
     if "spin" in request:

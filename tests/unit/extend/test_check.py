@@ -121,15 +121,42 @@ def test_no_code_model_version_warning(tmp_path: Path, catalog: Catalog) -> None
 
 
 def test_no_code_model_is_loaded_by_the_runtime(tmp_path: Path, catalog: Catalog) -> None:
-    """A real joblib model loads with the sklearn runtime; a corrupt one fails the check with the loader's error."""
+    """A real joblib model loads with the sklearn runtime once pickles are allowed; a corrupt one fails the check with the loader's error."""
     import joblib
     from sklearn.linear_model import LogisticRegression
 
     joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), tmp_path / "good.joblib")
-    report = check(CheckRequest(model=tmp_path / "good.joblib", image=SKLEARN, where="local"), catalog)
+    request = CheckRequest(model=tmp_path / "good.joblib", image=SKLEARN, where="local", allow_pickle=True)
+    report = check(request, catalog)
     assert report.ok and steps(report)["load-model"] == "ok", report.text()
     (tmp_path / "bad.joblib").write_bytes(b"not a pickle")
-    report = check(CheckRequest(model=tmp_path / "bad.joblib", where="local"), catalog)
+    report = check(CheckRequest(model=tmp_path / "bad.joblib", where="local", allow_pickle=True), catalog)
     assert not report.ok and "bad.joblib" in next(
         f.message for f in report.findings if f.step == "load-model"
     )
+
+
+def test_a_pickled_model_is_not_unpickled_without_allow_pickle(tmp_path: Path, catalog: Catalog) -> None:
+    """Without allow_pickle (the CLI's --allow-pickle) the check refuses to unpickle the model, naming the flag, even with PREBAKE_ALLOW_PICKLE in its environment; the pickle's code never runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    # A pickle that would create the marker file when loaded.
+    payload = pickle.dumps(_Touch(str(marker)))
+    (tmp_path / "evil.joblib").write_bytes(payload)
+    report = check(CheckRequest(model=tmp_path / "evil.joblib", where="local"), catalog)
+    load = next(f for f in report.findings if f.step == "load-model")
+    assert load.severity == "error" and "--allow-pickle" in load.message
+    assert not marker.exists(), "the pickle was loaded"
+
+
+class _Touch:
+    """Unpickling this calls pathlib.Path.touch on the path it holds."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import pathlib
+
+        return (pathlib.Path.touch, (self.path,))

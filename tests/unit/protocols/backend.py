@@ -27,6 +27,7 @@ from prebake.server.http_transport import HttpTransport
 from prebake.server.metrics import Metrics
 from prebake.server.model import select_outputs
 from prebake.server.pipeline import build_pipeline
+from prebake.server.shm import SharedMemoryRegistry
 from prebake.testing import free_port
 from prebake.types import (
     InferenceRequest,
@@ -58,6 +59,7 @@ class ComputingBackend:
         self.states["cold"] = "UNAVAILABLE"
         self.requests: list[InferenceRequest] = []
         self.raw_requests: list[RawRequest] = []
+        self.regions = SharedMemoryRegistry(None, allowed=False)
 
     def live(self) -> bool:
         return True
@@ -147,6 +149,9 @@ class ComputingBackend:
             model_version=version,
             id=request.id,
         )
+
+    def shared_memory(self) -> SharedMemoryRegistry:
+        return self.regions
 
     async def score_raw(self, name: str | None, request: RawRequest) -> RawResult:
         self.raw_requests.append(request)

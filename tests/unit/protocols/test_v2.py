@@ -50,7 +50,7 @@ def test_model_config_from_metadata(routes: list[v2.Route]) -> None:
     """GET .../config answers a Triton-style configuration built from the model's metadata."""
     doc = call(routes, "GET", "/v2/models/double/config").json()
     assert doc["name"] == "double" and doc["max_batch_size"] == 0
-    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 2]}]
+    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 2], "format": "FORMAT_NONE"}]
     assert call(routes, "GET", "/v2/models/nope/config").status_code == 404
 
 

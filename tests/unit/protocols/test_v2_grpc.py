@@ -200,7 +200,10 @@ def test_raw_and_typed_contents_together_are_refused(stub: pb_grpc.GRPCInference
     )
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in info.value.details()
+    assert (
+        info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "contents field must not be specified" in info.value.details()
+    )
 
 
 def test_tritonclient_stream_infer(url: str) -> None:

@@ -19,7 +19,9 @@ def need(module: str) -> Any:
 
 
 def load(path: Path, runtime: str, **settings: Any) -> Runtime:
-    """A loaded array runtime for the model at ``path``."""
+    """A loaded array runtime for the model at ``path``; the tests trust the pickles they made, so
+    allow_pickle is on unless ``parameters`` say otherwise."""
+    settings["parameters"] = {"allow_pickle": True, **settings.get("parameters", {})}
     model = create_runtime(
         ModelSettings(name=settings.pop("name", "m"), path=path, runtime=runtime, **settings)
     )

@@ -89,7 +89,8 @@ def test_dir_without_settings(tmp_path: Path, onnx_file: Path) -> None:
 
 
 def test_mlserver_settings(tmp_path: Path, joblib_file: Path) -> None:
-    """MLServer's model-settings.json (implementation, parameters.uri, max_batch_time) is understood."""
+    """MLServer's model-settings.json (implementation, parameters.uri, max_batch_time) is understood; its
+    allow_pickle true is not taken (only the operator allows pickles)."""
     d = _dir(
         tmp_path, "ml", joblib_file,
         settings={
@@ -99,7 +100,7 @@ def test_mlserver_settings(tmp_path: Path, joblib_file: Path) -> None:
     )  # fmt: skip
     (m,) = find_models([d])
     assert (m.name, m.runtime, m.version, m.max_batch_delay_ms) == ("ml-iris", "sklearn", "v2", 10.0)
-    assert m.parameters == {"allow_pickle": True}
+    assert m.parameters == {}
 
 
 def test_several_models_in_one_dir(tmp_path: Path, joblib_file: Path, onnx_file: Path) -> None:

@@ -26,8 +26,8 @@ from prebake.types import RawRequest, RawResult
 SCRIPTS = Path(__file__).parents[2] / "fixtures" / "scripts"
 
 
-def loaded(name: str, *, debug: bool = False) -> EntryScriptRuntime:
-    runtime = EntryScriptRuntime(SCRIPTS / f"{name}.py", debug=debug)
+def loaded(name: str, *, debug: bool = False, app_root: Path | None = None) -> EntryScriptRuntime:
+    runtime = EntryScriptRuntime(SCRIPTS / f"{name}.py", debug=debug, app_root=app_root)
     runtime.load()
     return runtime
 
@@ -334,13 +334,17 @@ def test_schema_script_loads_twice_in_one_process() -> None:
 
 
 # -- load ----------------------------------------------------------------------------------------------
-def test_init_failure_raises_and_logs_the_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    """init() raising gives ModelLoadError naming the error, with the traceback in the log."""
+def test_init_failure_raises_with_the_traceback_for_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """init() raising gives ModelLoadError naming the error, carrying the user's traceback for the server
+    to log once; the runtime itself logs no traceback (it was printed twice)."""
     runtime = EntryScriptRuntime(SCRIPTS / "init_fails.py")
     with caplog.at_level(logging.ERROR, logger="prebake.entry_script"), pytest.raises(ModelLoadError) as info:
         runtime.load()
     assert "RuntimeError: model file missing" in info.value.message
-    assert "Traceback" in caplog.text and "model file missing" in caplog.text
+    assert "Traceback" in (info.value.traceback or "") and "model file missing" in (
+        info.value.traceback or ""
+    )
+    assert "Traceback" not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -470,12 +474,12 @@ def test_swagger_unknown_version_is_not_found() -> None:
 
 
 def test_swagger_user_file_and_service_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A swagger.json in AML_APP_ROOT is served for version 2; SERVICE_NAME and prefix fill the rest."""
+    """A swagger.json in the app root (AML_APP_ROOT, passed in by the server) is served for version 2;
+    SERVICE_NAME and prefix fill the rest."""
     (tmp_path / "swagger.json").write_text('{"custom": true}')
-    monkeypatch.setenv("AML_APP_ROOT", str(tmp_path))
     monkeypatch.setenv("SERVICE_NAME", "iris")
     monkeypatch.setenv("SERVICE_PATH_PREFIX", "api/")
-    runtime = loaded("echo")
+    runtime = loaded("echo", app_root=tmp_path)
     assert json.loads(runtime.swagger("2")) == {"custom": True}
     v3 = json.loads(runtime.swagger("3"))
     assert v3["info"]["title"] == "iris"

@@ -57,7 +57,8 @@ def test_missing_framework_names_the_package(runtime: str, tmp_path: Path, jobli
         "from pathlib import Path\nfrom prebake.errors import ModelLoadError\n"
         "from prebake.runtimes.base import ModelSettings\n"
         "from prebake.runtimes.registry import create_runtime\n"
-        f"s = ModelSettings(name='m', path=Path({str(model)!r}), runtime={runtime!r}, device='cpu')\n"
+        f"s = ModelSettings(name='m', path=Path({str(model)!r}), runtime={runtime!r}, device='cpu',\n"
+        "                  parameters={'allow_pickle': True})\n"
         "r = create_runtime(s)\n"
         "try:\n    r.load()\nexcept ModelLoadError as e:\n    print(e.message)\n"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import textwrap
 from pathlib import Path
@@ -60,6 +61,7 @@ def test_all_four_functions(tmp_path: Path, joblib_file: Path, sklearn_model: An
         LOAD_JOBLIB
         + """
 import json
+import logging
 def input_fn(body, content_type):
     assert isinstance(body, str) and content_type == "application/json"
     return json.loads(body)["instances"]
@@ -106,7 +108,8 @@ def test_no_model_fn_loads_the_saved_model(
 ) -> None:
     """A script without model_fn is served with the model file beside it, through its no-code runtime."""
     x, _ = iris
-    runtime = _runtime(_model_dir(tmp_path, joblib_file, "# handlers come from defaults\n"))
+    model_dir = _model_dir(tmp_path, joblib_file, "# handlers come from defaults\n")
+    runtime = _runtime(model_dir, allow_pickle=True)  # the server passes the operator's choice on
     result = runtime.score(_post(json.dumps(x[:3].tolist()).encode()))
     assert json.loads(result.body) == sklearn_model.predict(x[:3]).tolist()
 
@@ -257,3 +260,21 @@ def test_default_predict_fn_feeds_a_runtime_under_its_own_input_name(torchscript
     model = load(torchscript_file, "torch", device="cpu")
     prediction = default_predict_fn([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]], model)
     assert isinstance(prediction, np.ndarray) and prediction.shape == (2, 3)
+
+
+def test_handler_script_refused_when_the_operator_says_so(tmp_path: Path, joblib_file: Path) -> None:
+    """handler_scripts false (the operator's --no-handler-scripts) refuses the script before any of its code runs."""
+    marker = tmp_path / "ran"
+    script = f"open({str(marker)!r}, 'w').close()\n" + LOAD_JOBLIB
+    with pytest.raises(ModelLoadError, match="--no-handler-scripts"):
+        _runtime(_model_dir(tmp_path, joblib_file, script), handler_scripts=False)
+    assert not marker.exists()
+
+
+def test_a_handler_script_that_runs_says_so_in_the_log(
+    tmp_path: Path, joblib_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Loading a handler script logs a warning that it is code running inside the server, naming the flag that refuses it."""
+    with caplog.at_level(logging.WARNING, logger="prebake.runtimes"):
+        _runtime(_model_dir(tmp_path, joblib_file, LOAD_JOBLIB))
+    assert "Python code" in caplog.text and "--no-handler-scripts" in caplog.text

@@ -98,8 +98,20 @@ def test_pickle_warns(joblib_file: Path, caplog: pytest.LogCaptureFixture) -> No
 
 def test_pickle_refused_when_not_allowed(joblib_file: Path) -> None:
     """allow_pickle false refuses a joblib file with a message naming the safer formats."""
-    with pytest.raises(ModelLoadError, match="refuses them unless you allow it.*--allow-pickle.*skops"):
+    with pytest.raises(
+        ModelLoadError, match="refuses them unless the operator allows it.*--allow-pickle.*skops"
+    ):
         load(joblib_file, "sklearn", parameters={"allow_pickle": False})
+
+
+def test_pickle_refused_by_default(joblib_file: Path) -> None:
+    """With no allow_pickle at all (a model loaded outside the server, by prebake check) the runtime refuses the pickle."""
+    from prebake.runtimes.base import ModelSettings
+    from prebake.runtimes.registry import create_runtime
+
+    runtime = create_runtime(ModelSettings(name="m", path=joblib_file, runtime="sklearn"))
+    with pytest.raises(ModelLoadError, match="--allow-pickle"):
+        runtime.load()
 
 
 def test_plain_pickle(tmp_path: Path, sklearn_model: Any, iris: Any) -> None:

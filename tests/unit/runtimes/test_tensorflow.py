@@ -57,3 +57,10 @@ def test_unknown_signature(saved_model_dir: Path) -> None:
     """A signature the SavedModel lacks is ModelLoadError listing the ones it has."""
     with pytest.raises(ModelLoadError, match="no signature 'predict'.*serving_default"):
         load(saved_model_dir, "tensorflow", parameters={"signature": "predict"})
+
+
+def test_device_cuda_without_a_gpu_refuses_to_load(saved_model_dir: Path) -> None:
+    """--device cuda where TensorFlow sees no GPU is a ModelLoadError saying so; cpu and auto load."""
+    with pytest.raises(ModelLoadError, match="device 'cuda' was asked for, but TensorFlow sees no GPU"):
+        load(saved_model_dir, "tensorflow", device="cuda")
+    assert load(saved_model_dir, "tensorflow", device="auto").plan is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import orjson
+import pytest
 
 from prebake.server.metrics import Metrics
 
@@ -55,3 +57,27 @@ def test_snapshot_is_written_atomically(tmp_path: Path) -> None:
     metrics.write_snapshot()
     data = orjson.loads((tmp_path / f"{os.getpid()}.json").read_bytes())
     assert data["requests"] == [[["/", "GET", "200", ""], 1]]
+
+
+def test_unwritable_snapshots_without_a_memory_fallback_say_so_once_and_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No /dev/shm and an unwritable directory: one warning, the numbers stay in memory, and the snapshot is written once the directory can take it."""
+    from prebake.server import metrics as module
+
+    monkeypatch.setattr(module, "MEMORY_DIR", tmp_path / "no-shm")
+    directory = tmp_path / "snapshots"
+    directory.write_text("a file where the directory should be")
+    metrics = Metrics(directory)
+    metrics.observe_request("/score", "POST", 200, "score", 0.01)
+    with caplog.at_level(logging.WARNING, logger="prebake.metrics"):
+        for _ in range(3):
+            metrics.write_snapshot()
+    assert caplog.text.count("cannot write this worker's snapshot") == 1
+    assert "will miss its requests" in caplog.text
+    assert b'route="/score"' in metrics.render()  # its own numbers are whole
+    directory.unlink()
+    directory.mkdir()
+    metrics.write_snapshot()
+    assert (directory / f"{os.getpid()}.json").is_file()
+    assert "written to" in caplog.text and "again" in caplog.text

@@ -245,10 +245,11 @@ class AMLRequest:
             )
         try:
             return json.loads(self._body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
             if silent:
                 return None
-            raise InvalidJSON(f"Failed to decode JSON object: {exc}") from None
+            reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+            raise InvalidJSON(f"Failed to decode JSON object: {reason}") from None
 
     @property
     def json(self) -> Any:
