@@ -541,7 +541,7 @@ def decode_v2_request(
             raise bad(f"input {index} needs a 'name' string")
         if name in inputs:
             raise bad(f"input '{echo(name)}' is given twice")
-        params = _parameters(item.get("parameters"), f"input '{echo(name)}'")
+        params = _parameters(item.get("parameters"), "input", name)
         size = params.pop(BINARY_SIZE, None)
         shm = v2ext.shm_reference(name, params)
         if shm is not None or ("data" in item) + (size is not None) != 1:
@@ -640,10 +640,13 @@ def _as_str(tensor: str, array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _parameters(value: Any, where: str) -> dict[str, Any]:
+def _parameters(value: Any, kind: str, name: str | None = None) -> dict[str, Any]:
+    """The ``parameters`` of a request or a tensor (``kind`` "input" or "output", named ``name``), copied
+    so extensions can pop theirs."""
     if value is None:
         return {}
     if not isinstance(value, dict):
+        where = kind if name is None else f"{kind} '{echo(name)}'"
         raise bad(f"{where}: 'parameters' must be a JSON object")
     return dict(value)
 
@@ -660,7 +663,7 @@ def _requested_outputs(value: Any) -> tuple[list[str] | None, dict[str, bool], _
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not name:
             raise bad(f"requested output {index} needs a 'name' string")
-        params = _parameters(item.get("parameters"), f"output '{echo(name)}'")
+        params = _parameters(item.get("parameters"), "output", name)
         classes = v2ext.classification_count(name, params)
         shm = v2ext.shm_reference(name, params)
         if shm is not None:

@@ -57,6 +57,8 @@ def shm_reference(tensor: str, params: dict[str, Any]) -> ShmReference | None:
     >>> shm_reference("x", {"shared_memory_region": "in", "shared_memory_byte_size": 64})
     ShmReference(region='in', offset=0, byte_size=64)
     """
+    if not params:
+        return None
     region = params.pop(SHM_REGION, None)
     offset = params.pop(SHM_OFFSET, None)
     size = params.pop(SHM_SIZE, None)

@@ -129,9 +129,7 @@ class Batcher:
     async def _predict_one(self, request: InferenceRequest, rows: int) -> InferenceResponse:
         started = time.perf_counter()
         response = await self.executor.run(self._timed, request)
-        self.metrics.observe_run(self.name, time.perf_counter() - started)
-        self.metrics.observe_batch(self.name, rows)
-        self.metrics.observe_execution(self.name, rows, response.compute_s)
+        self.metrics.observe_predict(self.name, rows, time.perf_counter() - started, response.compute_s)
         return response
 
     def _release(self) -> None:
@@ -217,10 +215,10 @@ class Batcher:
                 for _, future, _, _ in batch:
                     _fail(future, error)
                 return
-            self.metrics.observe_run(self.name, time.perf_counter() - started)
             rows = sum(item[2] for item in batch)
-            self.metrics.observe_batch(self.name, rows)
-            self.metrics.observe_execution(self.name, rows, responses[0].compute_s)
+            self.metrics.observe_predict(
+                self.name, rows, time.perf_counter() - started, responses[0].compute_s
+            )
             for (_, future, _, _), response in zip(batch, responses, strict=True):
                 _deliver(future, response)
         finally:

@@ -56,16 +56,17 @@ class Metrics:
         self._dirty = True
 
     def observe_run(self, model: str, seconds: float) -> None:
+        """One raw call (an entry script's run(), a handler script) that took ``seconds``."""
         _observe(self.run_time, (model,), seconds, LATENCY_BUCKETS)
 
-    def observe_batch(self, model: str, rows: int) -> None:
+    def observe_predict(self, model: str, rows: int, seconds: float, compute_seconds: float) -> None:
+        """One predict call of ``rows`` rows (a batch or a single request): ``seconds`` from handing it to
+        a scoring thread to its answer, ``compute_seconds`` of it in the model."""
+        _observe(self.run_time, (model,), seconds, LATENCY_BUCKETS)
         _observe(self.batch_size, (model,), float(rows), BATCH_BUCKETS)
-
-    def observe_execution(self, model: str, rows: int, seconds: float) -> None:
-        """One predict call of ``rows`` rows (a batch or a single request) that took ``seconds``."""
         row = self.executions.setdefault((model, str(rows)), [0.0, 0.0])
         row[0] += 1
-        row[1] += seconds
+        row[1] += compute_seconds
         self._dirty = True
 
     def observe_inference(self, model: str, ok: bool, seconds: float, compute_seconds: float) -> None:

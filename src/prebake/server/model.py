@@ -120,8 +120,8 @@ class ServedModel:
                 response: InferenceResponse = await self.batcher.submit(request)
             else:
                 response = await self.executor.run(functools.partial(timed_predict, runtime), request)
-                self.metrics.observe_run(self.name, time.perf_counter() - started)
-                self.metrics.observe_execution(self.name, request_rows(request), response.compute_s)
+                elapsed = time.perf_counter() - started
+                self.metrics.observe_predict(self.name, request_rows(request), elapsed, response.compute_s)
             outputs = select_outputs(response.outputs, request.outputs)
             if request.classification:
                 outputs = self._classify(outputs, request.classification)
