@@ -127,10 +127,9 @@ def _model(
         from prebake.runtimes.registry import create_runtime
 
         settings = model_from_path(model, "cpu")
-        # As the server does: the operator's choice (--allow-pickle, or PREBAKE_ALLOW_PICKLE=1 where the
-        # check runs here), which the model's settings file can only narrow.
-        allowed = allow_pickle or os.environ.get("PREBAKE_ALLOW_PICKLE") == "1"
-        settings.parameters.setdefault("allow_pickle", allowed)
+        # As the server does: the operator's choice (the checker passes --allow-pickle, or not; the
+        # environment of the check is not asked), which the model's settings file can only narrow.
+        settings.parameters["allow_pickle"] = allow_pickle and settings.parameters.get("allow_pickle") is not False
         runtime = create_runtime(settings)
         runtime.load()
         loaded.append(runtime)
