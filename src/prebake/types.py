@@ -162,6 +162,8 @@ class TextGenerator(Protocol):
     context_length: int
 
     def submit(self, request: GenerationRequest, sink: GenerationSink) -> Callable[[], None]: ...
+
+
 class SharedMemory(Protocol):
     """The server's system shared memory regions (Triton's shared memory extension), as protocols use them.
 
@@ -220,4 +222,5 @@ class Backend(Protocol):
         prompt over the context, a model that does not generate) are raised by the call or the first
         ``__anext__``; closing the generator (``aclose()``) cancels the generation."""
         ...
+
     def shared_memory(self) -> SharedMemory: ...
