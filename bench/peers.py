@@ -58,7 +58,13 @@ PEERS = {
         Peer(
             "mlserver-hf",
             # transformers 4.41: mlserver-huggingface 1.7.1 imports pipelines.Conversation, gone in 4.42.
-            ("mlserver==1.7.1", "mlserver-huggingface==1.7.1", "uvloop<0.22", "torch==2.13.0", "transformers==4.41.2"),
+            (
+                "mlserver==1.7.1",
+                "mlserver-huggingface==1.7.1",
+                "uvloop<0.22",
+                "torch==2.13.0",
+                "transformers==4.41.2",
+            ),
             "mlserver_huggingface",
         ),
     )

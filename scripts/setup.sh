@@ -30,13 +30,14 @@ fi
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [[ $want_tests == 1 ]]; then
-  "${pip[@]}" -e '.[test,grpc,schema,frameworks,mlflow]'
   # PyPI's torch is a multi-GB CUDA build; use the CPU wheel where the machine has one (PIP_FIND_LINKS).
+  # First, so that the test extras' sentence-transformers (which needs torch) finds it installed.
   if .venv/bin/python -m pip download -q --no-deps --no-index -d /tmp/prebake-torch-probe torch==2.13.0 >/dev/null 2>&1; then
     "${pip[@]}" torch==2.13.0
   else
     echo "setup: no local CPU torch wheel found; torch tests will skip (pip install torch from the CPU index to run them)"
   fi
+  "${pip[@]}" -e '.[test,grpc,schema,frameworks,mlflow]'
   apt_install wrk || true
   # Azurite, the Azure Storage emulator, for the storage tests: from npm into a folder of this checkout.
   if command -v npm >/dev/null; then

@@ -8,7 +8,7 @@
     torch       pytorch       torch          .pt .pth .pt2                       pytorch    no
     tensorflow  tensorflow    tensorflow     .keras .h5 (and SavedModel folders) tensorflow no
     mlflow      mlflow        mlflow-skinny  (an MLmodel folder)                 mlflow     by flavor
-    transformers transformers transformers   (a save_pretrained folder)          huggingface no
+    transformers transformers transformers   (a save_pretrained folder: .safetensors) huggingface no
     sagemaker   -             -              (a code/inference.py folder)        -          runs code
 
 ``runtime`` is the name in model-settings.json and the server's registry; ``catalog`` the name of the
@@ -32,6 +32,9 @@ class Framework(NamedTuple):
     kserve: str | None = None  # KServe's InferenceService modelFormat name
     pickles: tuple[str, ...] = ()  # the suffixes whose loading runs code (refused unless allowed)
     also_loads: tuple[str, ...] = ()  # other runtimes whose files its image loads too (their wrappers)
+    # Files that belong to a folder model of it: its image accepts a folder of them, but alone such a file
+    # is no model (a .safetensors file needs its config.json and tokenizer), so discovery does not serve it.
+    folder_files: tuple[str, ...] = ()
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
@@ -107,6 +110,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         catalog="transformers",
         package="transformers",
         kserve="huggingface",
+        folder_files=(".safetensors",),
     ),
     Framework(
         "sagemaker",
@@ -127,7 +131,7 @@ def image_suffixes(catalog: str) -> frozenset[str]:
     framework = BY_CATALOG.get(catalog)
     if framework is None:
         return frozenset()
-    own = set(framework.suffixes)
+    own = set(framework.suffixes) | set(framework.folder_files)
     for other in framework.also_loads:
         own.update(BY_RUNTIME[other].suffixes)
     return frozenset(own)

@@ -32,8 +32,10 @@ def name(server: ServerProcess) -> str:
 def test_v1_list_ready_predict(server: ServerProcess, name: str, iris: tuple[Path, Any, np.ndarray]) -> None:
     """V1 lists the model, says it is ready, and its predictions equal model.predict."""
     _, model, x = iris
-    # V1's list; the same route is OpenAI's model list too (its "data"), which V1 clients ignore.
-    assert httpx.get(server.url + "/v1/models").json()["models"] == [name]
+    # One path for two protocols: KServe V1 clients read "models", OpenAI clients "object" and "data".
+    listing = httpx.get(server.url + "/v1/models").json()
+    assert listing["models"] == [name]
+    assert listing["object"] == "list" and [m["id"] for m in listing["data"]] == [name]
     assert httpx.get(f"{server.url}/v1/models/{name}").json() == {"name": name, "ready": True}
     response = httpx.post(f"{server.url}/v1/models/{name}:predict", json={"instances": x.tolist()})
     assert response.status_code == 200, response.text

@@ -61,3 +61,21 @@ def test_every_place_derives_from_the_table() -> None:
 def test_pickles_are_exactly_the_pickle_suffixes() -> None:
     """Which files run code when loaded is one fact: joblib, pkl and pickle; skops is not a pickle."""
     assert {".joblib", ".pkl", ".pickle"} == frameworks.PICKLE_SUFFIXES
+
+
+def test_the_transformers_image_takes_a_save_pretrained_folder(tmp_path: Path) -> None:
+    """`prebake run` with a transformers image accepts a save_pretrained folder (config.json) and a folder
+    of .safetensors weights; another framework's image refuses such a folder and names the transformers one.
+    A lone .safetensors file is no model `serve` serves (it needs its config and tokenizer)."""
+    image = _image("transformers")
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    (pretrained / "config.json").write_text("{}")
+    check_model(image, pretrained)  # type: ignore[arg-type]
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"x")
+    check_model(image, weights)  # type: ignore[arg-type]
+    with pytest.raises(ModelMismatch, match="use a transformers image"):
+        check_model(_image("sklearn"), weights)  # type: ignore[arg-type]
+    assert ".safetensors" not in SUFFIX_RUNTIMES

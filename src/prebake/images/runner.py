@@ -27,7 +27,7 @@ _OWNER = {
     suffix: f.catalog
     for f in frameworks.FRAMEWORKS
     if f.catalog
-    for suffix in f.suffixes
+    for suffix in f.suffixes + f.folder_files
     if suffix not in frameworks.PICKLE_SUFFIXES and suffix not in (".json", ".txt")
 }
 

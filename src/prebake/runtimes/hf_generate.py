@@ -188,6 +188,12 @@ class Engine:
         return tokens
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward argument that takes the KV cache: ``cache`` from transformers 5.25 (where
+    ``past_key_values`` is deprecated and warns), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class ContinuousEngine(Engine):
     """Iteration-level scheduling over one batched KV cache (see the module docstring)."""
 
@@ -199,6 +205,7 @@ class ContinuousEngine(Engine):
         forward = inspect.signature(self.model.forward).parameters
         self._positions = "position_ids" in forward
         self._keep = "logits_to_keep" in forward
+        self._cache = cache_keyword(self.model)
         self.rows: list[Sequence] = []
         self.cache: Any = None
         self.mask: Any = None
@@ -221,7 +228,10 @@ class ContinuousEngine(Engine):
             with torch.inference_mode():
                 ids = torch.tensor([[0, 0]], device=model.device)
                 model(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    use_cache=True,
+                    **{cache_keyword(model): cache},
                 )
         except Exception as exc:  # noqa: BLE001 - any failure means: use generate() instead
             log.info("continuous batching is not available for this model (%s); using generate()", exc)
@@ -289,7 +299,7 @@ class ContinuousEngine(Engine):
         from transformers import DynamicCache
 
         cache: Any = DynamicCache(config=self.model.config)
-        kwargs: dict[str, Any] = {"attention_mask": mask, "past_key_values": cache, "use_cache": True}
+        kwargs: dict[str, Any] = {"attention_mask": mask, self._cache: cache, "use_cache": True}
         if self._positions:
             kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         if self._keep:
@@ -324,7 +334,7 @@ class ContinuousEngine(Engine):
         torch = self.torch
         rows = self.rows
         tokens = torch.tensor([[s.next_token] for s in rows], dtype=torch.long, device=self.device)
-        kwargs: dict[str, Any] = {"past_key_values": self.cache, "use_cache": True}
+        kwargs: dict[str, Any] = {self._cache: self.cache, "use_cache": True}
         if self._positions:
             kwargs["position_ids"] = self.mask.sum(dim=1, keepdim=True)
         self.mask = torch.cat(
