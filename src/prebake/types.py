@@ -162,6 +162,8 @@ class TextGenerator(Protocol):
     context_length: int
 
     def submit(self, request: GenerationRequest, sink: GenerationSink) -> Callable[[], None]: ...
+
+
 class SharedMemory(Protocol):
     """The server's system shared memory regions (Triton's shared memory extension), as protocols use them.
 
@@ -220,4 +222,16 @@ class Backend(Protocol):
         prompt over the context, a model that does not generate) are raised by the call or the first
         ``__anext__``; closing the generator (``aclose()``) cancels the generation."""
         ...
+
     def shared_memory(self) -> SharedMemory: ...
+
+
+class PathBackend(Backend, Protocol):
+    """A backend that also loads models from a path under a name the caller chooses (SageMaker
+    multi-model endpoints), and forgets them again."""
+
+    async def load_path(self, name: str, url: str) -> None: ...
+
+    async def remove_path(self, name: str) -> None: ...
+
+    def paths(self) -> dict[str, str]: ...
