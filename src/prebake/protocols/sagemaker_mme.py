@@ -38,11 +38,10 @@ Invoke = Callable[[PathBackend, str, Request], Awaitable[Response]]
 
 def error_body(status: int, message: str, request_id: str) -> bytes:
     """The multi-model server's error shape (``code``, ``type``, ``message``), with our request id."""
-    kind = {404: "ModelNotFoundException", 409: "ConflictException", 507: "InsufficientMemory"}
-    return orjson.dumps(
-        {"code": status, "type": kind.get(status, "InternalServerException"), "message": message,
-         "request_id": request_id}
-    )  # fmt: skip
+    kind = {404: "ModelNotFoundException", 409: "ConflictException", 507: "InsufficientMemory"}.get(
+        status, "BadRequestException" if status < 500 else "InternalServerException"
+    )
+    return orjson.dumps({"code": status, "type": kind, "message": message, "request_id": request_id})
 
 
 def routes(backend: PathBackend, *, invoke: Invoke) -> list[Route]:
