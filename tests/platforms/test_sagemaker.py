@@ -171,3 +171,33 @@ def test_entry_script_with_sagemaker_handlers_runs_as_sagemaker_script(
     ) as server:
         answer = httpx.post(f"{server.url}/invocations", json=ROWS).json()
     assert answer == {"labels": ANSWERS["one"], "handler": "inference.py"}
+
+
+def test_submit_directory_as_a_storage_uri_of_a_sourcedir_tarball(tmp_path: Path, model_dir: Path) -> None:
+    """SAGEMAKER_SUBMIT_DIRECTORY as a URI of sourcedir.tar.gz (as older SageMaker SDKs upload it) is fetched and unpacked at start, and its SAGEMAKER_PROGRAM runs."""
+    import io
+    import tarfile
+
+    from tests.storage.stores import Web
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = HANDLER.encode()
+        info = tarfile.TarInfo("remote_handler.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    store = Web(tmp_path)
+    try:
+        store.put("code/sourcedir.tar.gz", archive.getvalue())
+        port = free_port()
+        env = {
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_PROGRAM": "remote_handler.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": store.uri("code/sourcedir.tar.gz"),
+            "PREBAKE_CACHE_DIR": str(tmp_path / "cache"),
+        }
+        with platform_server(["serve", str(model_dir)], env=env, port=port, ready_path="/ping") as server:
+            answer = httpx.post(f"{server.url}/invocations", json=ROWS).json()
+    finally:
+        store.stop()
+    assert answer == {"labels": ANSWERS["one"], "handler": "remote_handler.py"}
