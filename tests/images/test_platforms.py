@@ -229,14 +229,14 @@ def test_azure_managed_online_deployment(podman: Engine, image: str, work: Path)
     app = work / "azure-app"
     (app / "onlinescoring").mkdir(parents=True)
     (app / "onlinescoring" / "score.py").write_text(SCORE)
-    registered = work / "azure-models" / "iris" / "2" / "model"
+    # Azure copies the code and mounts the registered model under one folder, /var/azureml-app.
+    registered = app / "azureml-models" / "iris" / "2" / "model"
     registered.mkdir(parents=True)
     shutil.copy(work / "one.joblib", registered / "iris.joblib")
     _readable(work)
     port = free_port()
     args = [*HARDENED, "--publish", f"127.0.0.1:{port}:5001", "--user", "1000:1000",
             "--volume", f"{app}:/var/azureml-app:ro",
-            "--volume", f"{work / 'azure-models'}:/var/azureml-app/azureml-models:ro",
             "--env", "AML_APP_ROOT=/var/azureml-app", "--env", "AZUREML_ENTRY_SCRIPT=onlinescoring/score.py",
             "--env", "AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/iris/2", image]  # fmt: skip
     with Container(podman, args, "/", port) as container:
