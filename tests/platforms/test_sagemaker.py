@@ -201,3 +201,32 @@ def test_submit_directory_as_a_storage_uri_of_a_sourcedir_tarball(tmp_path: Path
     finally:
         store.stop()
     assert answer == {"labels": ANSWERS["one"], "handler": "remote_handler.py"}
+
+
+def test_handler_script_model_of_a_format_prebake_does_not_know(tmp_path: Path) -> None:
+    """A model folder holding only a file of the script's own format serves: model_fn loads it, nothing is discovered."""
+    model = tmp_path / "custom-model"
+    (model / "code").mkdir(parents=True)
+    (model / "weights.custom").write_text('{"offset": 10}')
+    (model / "code" / "inference.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os
+
+            def model_fn(model_dir):
+                return json.load(open(os.path.join(model_dir, "weights.custom")))
+
+            def predict_fn(data, model):
+                return [row[0] + model["offset"] for row in data.tolist()]
+            """
+        )
+    )
+    port = free_port()
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": str(model / "code"),
+    }
+    with platform_server(["serve", str(model)], env=env, port=port, ready_path="/ping") as server:
+        answer = httpx.post(f"{server.url}/invocations", json=[[1], [2]]).json()
+    assert answer == [11, 12]

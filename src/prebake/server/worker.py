@@ -106,7 +106,10 @@ def build_repository(
         )
         repository.add("score", script)
         swagger = script.swagger
-    if config.models or config.model_repository is not None:
+    if config.handler_script is not None:
+        settings = _handler_script_model(config, config.handler_script)
+        repository.add(settings.name, create_runtime(with_policy(settings)), settings)
+    elif config.models or config.model_repository is not None:
         from prebake.runtimes.discover import find_models
 
         found = find_models(list(config.models), repository=config.model_repository, device=config.device)
@@ -116,25 +119,28 @@ def build_repository(
                     f"--model-name names one model, but {len(found)} were found; use settings files"
                 )
             found[0].name = config.model_name
-        if config.handler_script is not None:
-            _run_handler_script(found, config.handler_script)
         for settings in found:
             repository.add(settings.name, create_runtime(with_policy(settings)), settings)
     return repository, protocol_routes(repository, config, swagger)
 
 
-def _run_handler_script(found: list[ModelSettings], script: Path) -> None:
+def _handler_script_model(config: ServeConfig, script: Path) -> ModelSettings:
     """The one model, served through the SageMaker inference script that SAGEMAKER_PROGRAM (or an
-    --entry-script with model_fn/predict_fn) names, wherever that script lies."""
-    if len(found) != 1:
-        raise ConfigError(
-            f"the SageMaker inference script {script} serves one model, but {len(found)} were given"
-        )
-    settings = found[0]
-    settings.runtime = "sagemaker"
-    if not settings.path.is_dir():
-        settings.path = settings.path.parent  # model_fn gets the model's folder
-    settings.parameters["script"] = str(script.resolve())
+    --entry-script with model_fn/predict_fn) names, wherever that script lies. Its folder need hold no
+    file prebake knows: the script's model_fn loads it."""
+    if len(config.models) != 1 or config.model_repository is not None:
+        raise ConfigError(f"the SageMaker inference script {script} serves one model folder; give one")
+    folder = config.models[0]
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such model folder for {script}")
+    folder = folder if folder.is_dir() else folder.parent  # model_fn gets the model's folder
+    return ModelSettings(
+        name=config.model_name or folder.resolve().name,
+        path=folder,
+        runtime="sagemaker",
+        device=config.device,
+        parameters={"script": str(script.resolve())},
+    )
 
 
 def _from_path(config: ServeConfig, with_policy: Any) -> Any:
