@@ -100,7 +100,11 @@ class Container:
         self.url = f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> Container:
-        self.engine.run("run", "--detach", "--name", self.name, *self.args)
+        try:
+            self.engine.run("run", "--detach", "--name", self.name, *self.args)
+        except Exception:
+            self.__exit__()  # a container created but not started is removed too
+            raise
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             status, _ = http("GET", f"{self.url}{self.ready}")

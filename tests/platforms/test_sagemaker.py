@@ -230,3 +230,17 @@ def test_handler_script_model_of_a_format_prebake_does_not_know(tmp_path: Path) 
     with platform_server(["serve", str(model)], env=env, port=port, ready_path="/ping") as server:
         answer = httpx.post(f"{server.url}/invocations", json=[[1], [2]]).json()
     assert answer == [11, 12]
+
+
+def test_entry_script_of_neither_kind_says_how_to_run_each(tmp_path: Path) -> None:
+    """A script with neither init/run nor SageMaker handlers fails at start (exit 3) with a message naming both contracts and how to run a SageMaker one."""
+    script = tmp_path / "helpers.py"
+    script.write_text("def load(path):\n    return path\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "prebake", "serve", "--entry-script", str(script), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3
+    assert "init()" in result.stderr and "model_fn()" in result.stderr and "--entry-script" in result.stderr
