@@ -166,26 +166,9 @@ def load_config(
             f"model directory {str(model_path)!r} does not exist (from --model-dir/AZUREML_MODEL_DIR)"
         )
 
-    paths = tuple(Path(p) for p in models)
-    handler = None
-    if script is not None and script_kind(script) == "sagemaker":
-        # A SageMaker inference script given where an Azure one goes: run it as SageMaker would, on the
-        # model directory given, else the folder holding the script's code/ folder (SageMaker's layout).
-        handler, script = script, None
-        if not paths:
-            paths = (model_path or _model_dir_of(handler),)
-    if sagemaker and not paths and script is None and not multi_model:
-        if not SAGEMAKER_MODEL_DIR.exists():
-            raise ConfigError(
-                f"SageMaker mode (the argument 'serve'): {SAGEMAKER_MODEL_DIR} does not exist; SageMaker "
-                "unpacks the model there (mount it with -v ./model:/opt/ml/model:ro), or name a model after 'serve'"
-            )
-        paths = (SAGEMAKER_MODEL_DIR,)
-    program = env.get("SAGEMAKER_PROGRAM", "").strip()
-    if program and handler is None and script is None and not multi_model:
-        handler = _sagemaker_program(program, env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip(), paths)
-        if handler is not None and not paths:
-            paths = (_model_dir_of(handler),)
+    script, handler, paths = _sagemaker_models(
+        script, tuple(Path(p) for p in models), model_path, env, sagemaker=sagemaker, multi_model=multi_model
+    )
     storage = env.get("AIP_STORAGE_URI", "")
     if not paths and script is None and storage and "://" not in storage:
         paths = (Path(storage),)  # Vertex AI copies artifacts locally when the URI is a path
@@ -270,6 +253,40 @@ def load_config(
     )
 
 
+def _sagemaker_models(
+    script: Path | None,
+    paths: tuple[Path, ...],
+    model_dir: Path | None,
+    env: Mapping[str, str],
+    *,
+    sagemaker: bool,
+    multi_model: bool,
+) -> tuple[Path | None, Path | None, tuple[Path, ...]]:
+    """The Azure entry script, the SageMaker handler script and the model paths, as SageMaker would
+    start the container: ``script`` is taken for a handler script where it defines model_fn/predict_fn
+    and no init/run; with the argument ``serve`` and nothing named the model is /opt/ml/model; and
+    SAGEMAKER_PROGRAM names a handler script in SAGEMAKER_SUBMIT_DIRECTORY."""
+    handler = None
+    if script is not None and script_kind(script) == "sagemaker":
+        # Run it as SageMaker would, on the model directory given, else the folder holding the script's
+        # code/ folder (SageMaker's layout).
+        handler, script = script, None
+        paths = paths or (model_dir or _model_dir_of(handler),)
+    if sagemaker and not paths and script is None and not multi_model:
+        if not SAGEMAKER_MODEL_DIR.exists():
+            raise ConfigError(
+                f"SageMaker mode (the argument 'serve'): {SAGEMAKER_MODEL_DIR} does not exist; SageMaker "
+                "unpacks the model there (mount it with -v ./model:/opt/ml/model:ro), or name a model after 'serve'"
+            )
+        paths = (SAGEMAKER_MODEL_DIR,)
+    program = env.get("SAGEMAKER_PROGRAM", "").strip()
+    if program and handler is None and script is None and not multi_model:
+        handler = _sagemaker_program(program, env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip())
+        if handler is not None and not paths:
+            paths = (_model_dir_of(handler),)
+    return script, handler, paths
+
+
 def _timeout_ms(read: _Reader, flag: int | None) -> int:
     """--timeout-ms, else SCORING_TIMEOUT_MS (ms, azmlinfsrv's), else SAGEMAKER_MODEL_SERVER_TIMEOUT
     (seconds, the SageMaker inference toolkit's), else one hour."""
@@ -307,7 +324,7 @@ def _model_dir_of(script: Path) -> Path:
     return folder.parent if folder.name == "code" else folder
 
 
-def _sagemaker_program(program: str, submit: str, paths: tuple[Path, ...]) -> Path | None:
+def _sagemaker_program(program: str, submit: str) -> Path | None:
     """The script SAGEMAKER_PROGRAM names: in SAGEMAKER_SUBMIT_DIRECTORY (a folder; the SageMaker SDK sets
     /opt/ml/model/code), else in the model's code/ folder (None: the runtime finds it there itself)."""
     name = program if program.endswith(".py") else f"{program}.py"
