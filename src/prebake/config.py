@@ -2,8 +2,20 @@
 
 Environment names from the peers are honoured so existing deployment configs work unchanged:
 azmlinfsrv (AZUREML_ENTRY_SCRIPT, AZUREML_MODEL_DIR, AML_APP_ROOT, WORKER_COUNT, SCORING_TIMEOUT_MS,
-AML_CORS_ORIGINS, AZUREML_SOURCE_DIRECTORY), SageMaker (SAGEMAKER_BIND_TO_PORT) and Vertex AI
-(AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE, AIP_STORAGE_URI).
+AML_CORS_ORIGINS, AZUREML_SOURCE_DIRECTORY), SageMaker (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_PROGRAM,
+SAGEMAKER_SUBMIT_DIRECTORY, SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MODEL_SERVER_WORKERS,
+SAGEMAKER_MULTI_MODEL) and Vertex AI (AIP_MODE, AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE,
+AIP_STORAGE_URI).
+
+Where a platform starts the container its own way, the defaults follow it (docs/platforms.md):
+
+- SageMaker runs ``docker run IMAGE serve``: the command passes ``sagemaker=True``; then the model is
+  /opt/ml/model unless one is named (none with SAGEMAKER_MULTI_MODEL), and the port 8080 unless
+  SAGEMAKER_BIND_TO_PORT says otherwise.
+- Vertex AI sets AIP_* variables: with any of them the port is 8080 unless AIP_HTTP_PORT says otherwise,
+  and an AIP_MODE other than PREDICTION is refused (the images serve predictions only).
+- A SageMaker handler script (model_fn/predict_fn, no init/run) passed as --entry-script, or named by
+  SAGEMAKER_PROGRAM (in SAGEMAKER_SUBMIT_DIRECTORY, else the model's code/), is ``handler_script``.
 
 ``load_config`` takes each flag as a keyword argument named as the ``ServeConfig`` field it sets (None:
 not given), so the command forwards its flags unchanged and a test calls it as the command does. A
@@ -26,6 +38,13 @@ DEFAULT_PORT = 5001
 DEFAULT_APP_ROOT = "."
 DEFAULT_TIMEOUT_MS = 3_600_000  # azmlinfsrv's default scoring timeout: one hour
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
+#: Where SageMaker unpacks model.tar.gz for a single-model endpoint, and the port it sends traffic to.
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+PLATFORM_PORT = 8080  # SageMaker's and Vertex AI's (AIP_HTTP_PORT's default)
+VERTEX_VARIABLES = ("AIP_MODE", "AIP_HTTP_PORT", "AIP_HEALTH_ROUTE", "AIP_PREDICT_ROUTE", "AIP_STORAGE_URI")
+#: The functions of a SageMaker inference script and of an Azure ML entry script.
+SAGEMAKER_HANDLERS = frozenset({"model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn"})
+AZURE_HANDLERS = frozenset({"init", "run"})
 
 LogFormat = Literal["text", "json"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -73,6 +92,13 @@ class ServeConfig:
     # Triton's --allow-client-shm: clients may register shared memory regions that the server reads inputs
     # from and writes outputs to. Off by default, as in Triton: a region is memory of this machine.
     allow_client_shm: bool = False
+    # A SageMaker inference script (model_fn, predict_fn...) serving the one model in ``models``.
+    handler_script: Path | None = None
+    # SageMaker multi-model endpoint: models come and go through POST/DELETE /models (protocols/sagemaker_mme.py);
+    # least recently used ones are unloaded to fit a new one in ``multi_model_memory`` bytes (None: what
+    # the machine, or the container's cgroup, has available).
+    multi_model: bool = False
+    multi_model_memory: int | None = None
 
     @property
     def timeout_s(self) -> float | None:
@@ -112,9 +138,11 @@ def load_config(
     allow_pickle: bool | None = None,
     handler_scripts: bool | None = None,
     allow_client_shm: bool | None = None,
+    sagemaker: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> ServeConfig:
     """The frozen config from flags (None where not given), then ``env`` (default ``os.environ``).
+    ``sagemaker``: the container was started as SageMaker starts it (``IMAGE serve``).
 
     >>> load_config(models=["m.onnx"], port=8080, env={}).port
     8080
@@ -123,6 +151,13 @@ def load_config(
     read = _Reader(env)
     root = Path(read.text(app_root, "AML_APP_ROOT") or DEFAULT_APP_ROOT)
     script = _entry_script(read.text(entry_script, "AZUREML_ENTRY_SCRIPT"), root)
+    vertex = any(env.get(name) for name in VERTEX_VARIABLES)
+    mode = env.get("AIP_MODE", "").strip()
+    if mode and mode.upper() != "PREDICTION":
+        raise ConfigError(
+            f"AIP_MODE={mode!r}: this image serves predictions only (Vertex AI sets AIP_MODE=PREDICTION)"
+        )
+    multi_model = read.flag(None, "SAGEMAKER_MULTI_MODEL")
 
     model_dir_value = read.text(model_dir, "AZUREML_MODEL_DIR")
     model_path = Path(model_dir_value) if model_dir_value else None
@@ -131,7 +166,9 @@ def load_config(
             f"model directory {str(model_path)!r} does not exist (from --model-dir/AZUREML_MODEL_DIR)"
         )
 
-    paths = tuple(Path(p) for p in models)
+    script, handler, paths = _sagemaker_models(
+        script, tuple(Path(p) for p in models), model_path, env, sagemaker=sagemaker, multi_model=multi_model
+    )
     storage = env.get("AIP_STORAGE_URI", "")
     if not paths and script is None and storage and "://" not in storage:
         paths = (Path(storage),)  # Vertex AI copies artifacts locally when the URI is a path
@@ -139,7 +176,7 @@ def load_config(
     repository = Path(repository_value) if repository_value else None
     if repository is not None and not repository.is_dir():
         raise ConfigError(f"model repository {str(repository)!r} is not a directory")
-    if script is None and not paths and repository is None:
+    if script is None and not paths and repository is None and not multi_model:
         if model_path is None:
             raise ConfigError(
                 "nothing to serve: give a model path (prebake serve model.joblib), "
@@ -148,6 +185,8 @@ def load_config(
         paths = (model_path,)  # a model dir alone is served with no code
 
     http_port = read.integer(port, "port", "AIP_HTTP_PORT", "SAGEMAKER_BIND_TO_PORT", "PREBAKE_PORT")
+    if http_port is None and (sagemaker or vertex):
+        http_port = PLATFORM_PORT
     grpc = read.integer(grpc_port, "gRPC port", "PREBAKE_GRPC_PORT")
     for value in (http_port, grpc):
         if value is not None and not 0 <= value <= 65535:
@@ -162,6 +201,7 @@ def load_config(
     source = read.text(source_dir, "AZUREML_SOURCE_DIRECTORY")
     keys = read_keys(env.get("PREBAKE_API_KEY"), read.text(api_key_file, "PREBAKE_API_KEY_FILE"))
     memory = read.text(max_worker_memory, "PREBAKE_MAX_WORKER_MEMORY")
+    mme_memory = env.get("PREBAKE_MULTI_MODEL_MEMORY")
 
     return ServeConfig(
         models=paths,
@@ -174,13 +214,10 @@ def load_config(
         host=read.text(host, "PREBAKE_HOST") or "0.0.0.0",
         port=DEFAULT_PORT if http_port is None else http_port,
         grpc_port=grpc,
-        workers=read.integer(workers, "workers", "WORKER_COUNT", minimum=1) or 1,
+        workers=read.integer(workers, "workers", "WORKER_COUNT", "SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1)
+        or 1,
         threads=read.integer(threads, "threads", "PREBAKE_THREADS", minimum=1) or 1,
-        timeout_ms=int(
-            _default(
-                read.integer(timeout_ms, "scoring timeout (ms)", "SCORING_TIMEOUT_MS"), DEFAULT_TIMEOUT_MS
-            )
-        ),
+        timeout_ms=_timeout_ms(read, timeout_ms),
         max_body_bytes=read.integer(max_body_bytes, "max body bytes", "PREBAKE_MAX_BODY_BYTES", minimum=1)
         or DEFAULT_MAX_BODY,
         cors_origins=origins,
@@ -210,7 +247,101 @@ def load_config(
         allow_pickle=read.flag(allow_pickle, "PREBAKE_ALLOW_PICKLE"),
         handler_scripts=read.flag(handler_scripts, "PREBAKE_HANDLER_SCRIPTS", default=True),
         allow_client_shm=read.flag(allow_client_shm, "PREBAKE_ALLOW_CLIENT_SHM"),
+        handler_script=handler,
+        multi_model=multi_model,
+        multi_model_memory=parse_bytes(mme_memory, "multi-model memory") if mme_memory else None,
     )
+
+
+def _sagemaker_models(
+    script: Path | None,
+    paths: tuple[Path, ...],
+    model_dir: Path | None,
+    env: Mapping[str, str],
+    *,
+    sagemaker: bool,
+    multi_model: bool,
+) -> tuple[Path | None, Path | None, tuple[Path, ...]]:
+    """The Azure entry script, the SageMaker handler script and the model paths, as SageMaker would
+    start the container: ``script`` is taken for a handler script where it defines model_fn/predict_fn
+    and no init/run; with the argument ``serve`` and nothing named the model is /opt/ml/model; and
+    SAGEMAKER_PROGRAM names a handler script in SAGEMAKER_SUBMIT_DIRECTORY."""
+    handler = None
+    if script is not None and script_kind(script) == "sagemaker":
+        # Run it as SageMaker would, on the model directory given, else the folder holding the script's
+        # code/ folder (SageMaker's layout).
+        handler, script = script, None
+        paths = paths or (model_dir or _model_dir_of(handler),)
+    if sagemaker and not paths and script is None and not multi_model:
+        if not SAGEMAKER_MODEL_DIR.exists():
+            raise ConfigError(
+                f"SageMaker mode (the argument 'serve'): {SAGEMAKER_MODEL_DIR} does not exist; SageMaker "
+                "unpacks the model there (mount it with -v ./model:/opt/ml/model:ro), or name a model after 'serve'"
+            )
+        paths = (SAGEMAKER_MODEL_DIR,)
+    program = env.get("SAGEMAKER_PROGRAM", "").strip()
+    if program and handler is None and script is None and not multi_model:
+        handler = _sagemaker_program(program, env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip())
+        if handler is not None and not paths:
+            paths = (_model_dir_of(handler),)
+    return script, handler, paths
+
+
+def _timeout_ms(read: _Reader, flag: int | None) -> int:
+    """--timeout-ms, else SCORING_TIMEOUT_MS (ms, azmlinfsrv's), else SAGEMAKER_MODEL_SERVER_TIMEOUT
+    (seconds, the SageMaker inference toolkit's), else one hour."""
+    value = read.integer(flag, "scoring timeout (ms)", "SCORING_TIMEOUT_MS")
+    if value is not None:
+        return value
+    seconds = read.integer(None, "SAGEMAKER_MODEL_SERVER_TIMEOUT (seconds)", "SAGEMAKER_MODEL_SERVER_TIMEOUT")
+    return seconds * 1000 if seconds is not None else DEFAULT_TIMEOUT_MS
+
+
+def script_kind(script: Path) -> Literal["azure", "sagemaker", "unknown"]:
+    """Which contract a script follows, from the functions it defines at top level (read, not run):
+    init/run is Azure ML's, model_fn/predict_fn/... with neither is a SageMaker inference script."""
+    import ast
+
+    try:
+        tree = ast.parse(script.read_bytes(), filename=str(script))
+    except (OSError, SyntaxError, ValueError):
+        return "unknown"  # the runtime reports the import error itself, with the user's traceback
+    names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)} | {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    if names & AZURE_HANDLERS:
+        return "azure"
+    return "sagemaker" if names & SAGEMAKER_HANDLERS else "unknown"
+
+
+def _model_dir_of(script: Path) -> Path:
+    """The model directory of a handler script with none named: SageMaker's layout is MODEL/code/inference.py."""
+    folder = script.resolve().parent
+    return folder.parent if folder.name == "code" else folder
+
+
+def _sagemaker_program(program: str, submit: str) -> Path | None:
+    """The script SAGEMAKER_PROGRAM names: in SAGEMAKER_SUBMIT_DIRECTORY (a folder; the SageMaker SDK sets
+    /opt/ml/model/code), else in the model's code/ folder (None: the runtime finds it there itself)."""
+    name = program if program.endswith(".py") else f"{program}.py"
+    if not submit:
+        return None
+    if "://" in submit:
+        raise ConfigError(
+            f"SAGEMAKER_SUBMIT_DIRECTORY={submit!r}: a storage URI is fetched by `prebake serve` itself; "
+            "this reached the settings unfetched"
+        )
+    candidate = Path(submit) / name
+    if not candidate.is_file():
+        raise ConfigError(
+            f"SAGEMAKER_PROGRAM={program!r} not found in SAGEMAKER_SUBMIT_DIRECTORY={submit!r} "
+            f"(looked at {candidate})"
+        )
+    return candidate
 
 
 def _entry_script(entry: str | None, root: Path) -> Path | None:

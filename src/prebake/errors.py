@@ -14,6 +14,7 @@
      │    │    └── InvalidParameter   a request parameter (not a tensor) it cannot take: names it (400)
      │    ├── NotFound                no such route or model (404)
      │    ├── MethodNotAllowed        route exists, method does not (405)
+     │    ├── AlreadyLoaded           a multi-model endpoint's model loaded twice (409)
      │    └── Unauthorized            missing or wrong credentials (401)
      ├── ModelNotReady                model known but not loaded (503)
      ├── ServerBusy                   draining, or the queue is full (503, retryable)
@@ -21,6 +22,7 @@
      ├── ScoringTimeout               run()/predict() past its deadline (504)
      ├── ScoringError                 user code or the framework raised (500)
      ├── ModelLoadError               a model or entry script failed to load
+     │    └── InsufficientMemory      a model that does not fit even with the others unloaded (507)
      └── ImageError                   catalog, build and engine problems (CLI only)
 
 Errors carry what a response needs besides the message as explicit fields: ``headers`` to send with the
@@ -130,6 +132,10 @@ class MethodNotAllowed(RequestError):
         self.allowed = tuple(allowed)
 
 
+class AlreadyLoaded(RequestError):
+    status = 409
+
+
 class Unauthorized(RequestError):
     status = 401
 
@@ -156,6 +162,12 @@ class ScoringError(PrebakeError):
 
 class ModelLoadError(PrebakeError):
     status = 500
+
+
+class InsufficientMemory(ModelLoadError):
+    """507: SageMaker's multi-model contract; the platform then unloads unused models and retries."""
+
+    status = 507
 
 
 class ImageError(PrebakeError):

@@ -315,9 +315,7 @@ def test_kserve_runtime_container_serves_mnt_models(
     runtime = kserve.serving_runtime(_sklearn(), auto_select=True, allow_pickle=True)["spec"]
     container = runtime["containers"][0]
     # What KServe does to the runtime's container: fill its templates and mount the downloaded model.
-    container["env"] = [
-        {**item, "value": item["value"].replace("{{.Name}}", "iris")} for item in container["env"]
-    ]
+    container["args"] = [arg.replace("{{.Name}}", "iris") for arg in container["args"]]
     container["volumeMounts"].append({"name": f"{name}-model", "mountPath": "/mnt/models", "readOnly": True})
     volumes = [
         *runtime["volumes"],

@@ -75,3 +75,34 @@ def test_bad_settings_explain_themselves(flags: dict, env: dict, message: str) -
     """Each bad setting raises ConfigError with a message that says what to fix."""
     with pytest.raises(ConfigError, match=message):
         load_config(**flags, env=env)
+
+
+def test_sagemaker_server_variables(tmp_path: Path) -> None:
+    """SAGEMAKER_MODEL_SERVER_TIMEOUT (seconds) sets the scoring timeout and SAGEMAKER_MODEL_SERVER_WORKERS the workers, below prebake's and azmlinfsrv's own."""
+    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "20", "SAGEMAKER_MODEL_SERVER_WORKERS": "3"}
+    config = load_config(models=["m"], env=env)
+    assert (config.timeout_ms, config.workers) == (20_000, 3)
+    both = load_config(models=["m"], env={**env, "SCORING_TIMEOUT_MS": "500", "WORKER_COUNT": "2"})
+    assert (both.timeout_ms, both.workers) == (500, 2)
+
+
+def test_script_kind_reads_the_functions_without_running_them(tmp_path: Path) -> None:
+    """init/run is an Azure script, model_fn/predict_fn without them a SageMaker one; neither is unknown; nothing is executed."""
+    from prebake.config import script_kind
+
+    cases = {
+        "azure.py": "raise SystemExit\ndef init(): pass\ndef run(x): return x\n",
+        "sagemaker.py": "raise SystemExit\ndef model_fn(d): pass\ndef predict_fn(x, m): return x\n",
+        "other.py": "x = 1\n",
+    }
+    kinds = {}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        kinds[name] = script_kind(tmp_path / name)
+    assert kinds == {"azure.py": "azure", "sagemaker.py": "sagemaker", "other.py": "unknown"}
+
+
+def test_multi_model_needs_no_model(tmp_path: Path) -> None:
+    """SAGEMAKER_MULTI_MODEL=true starts with nothing to serve: SageMaker loads models later."""
+    config = load_config(sagemaker=True, env={"SAGEMAKER_MULTI_MODEL": "true"})
+    assert config.multi_model and config.models == () and config.port == 8080

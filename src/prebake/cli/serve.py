@@ -1,4 +1,10 @@
-"""`prebake serve`: flags (with azmlinfsrv's spellings) forwarded to the server."""
+"""`prebake serve`: flags (with azmlinfsrv's and KServe's spellings) forwarded to the server.
+
+The platforms' own ways of starting a container work unchanged (docs/platforms.md): SageMaker's
+``IMAGE serve`` (and ``IMAGE train``, refused: inference only), KServe's ``--model_name=NAME
+--model_dir=/mnt/models --http_port=8080 --grpc_port=8081``, and the storage URIs in Vertex AI's
+AIP_STORAGE_URI and SageMaker's SAGEMAKER_SUBMIT_DIRECTORY, fetched before the server starts.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +49,18 @@ from prebake import exits
     help="Where relative entry scripts and swagger files are found. Env: AML_APP_ROOT. [default: the current directory]",
 )
 @click.option("--host", default=None, help="Interface to bind. [default: 0.0.0.0]")
-@click.option("--port", type=int, default=None, help="HTTP port. [default: 5001]")
+@click.option(
+    "--port",
+    "--http-port",
+    "--http_port",
+    "port",
+    type=int,
+    default=None,
+    help="HTTP port. [default: 5001; 8080 under SageMaker and Vertex AI]",
+)
 @click.option(
     "--grpc-port",
+    "--grpc_port",
     "grpc_port",
     type=int,
     default=None,
@@ -185,9 +200,10 @@ def serve(**flags: Any) -> None:
     from prebake.config import load_config
     from prebake.errors import ConfigError
 
+    models, sagemaker = platform_command(tuple(flags.pop("models") or ()))
     try:
-        flags = fetch_storage(flags, os.environ)
-        config = load_config(**flags)
+        flags = fetch_storage({**flags, "models": models}, os.environ)
+        config = load_config(**flags, sagemaker=sagemaker)
         _start_time_packages(config.app_root, config.model_dir)
     except ConfigError as error:
         click.echo(f"prebake serve: {error.message}", err=True)
@@ -196,6 +212,22 @@ def serve(**flags: Any) -> None:
     from prebake.server.supervisor import serve as run_server
 
     sys.exit(run_server(config))
+
+
+def platform_command(models: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """The model arguments without SageMaker's command, and whether it was given. SageMaker starts a
+    container as ``IMAGE serve`` (and a training job as ``IMAGE train``); the image's entry point is
+    ``prebake serve``, so the word arrives as the first model argument. A file of that name wins."""
+    if not models or models[0] not in ("serve", "train") or Path(models[0]).exists():
+        return models, False
+    if models[0] == "train":
+        click.echo(
+            "prebake serve: this is an inference image; SageMaker training ('train') is not supported "
+            "(deploy it to an endpoint or a batch transform job, which run 'serve')",
+            err=True,
+        )
+        sys.exit(exits.USAGE)
+    return models[1:], True
 
 
 def _start_time_packages(app_root: Path, model_dir: Path | None) -> None:
@@ -229,7 +261,10 @@ def fetch_storage(flags: dict[str, Any], env: MutableMapping[str, str]) -> dict[
     wants_vertex = (
         is_uri(vertex) and not models and not (flags.get("entry_script") or env.get("AZUREML_ENTRY_SCRIPT"))
     )
+    # SageMaker's framework containers fetch SAGEMAKER_SUBMIT_DIRECTORY (s3://.../sourcedir.tar.gz) too.
+    submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     uris = [u for u in (*models, repository, model_dir) if is_uri(u)] + ([vertex] if wants_vertex else [])
+    uris += [submit] if is_uri(submit) else []
     if not uris:
         return flags
     from prebake.storage.localize import localize
@@ -243,9 +278,20 @@ def fetch_storage(flags: dict[str, Any], env: MutableMapping[str, str]) -> dict[
 
     if wants_vertex:
         env["AIP_STORAGE_URI"] = local(vertex)  # what Vertex would have set had it copied the model itself
+    if is_uri(submit):
+        env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(_source_folder(Path(local(submit))))
     updated = {**flags, "models": tuple(local(m) for m in models)}
     if is_uri(repository):
         updated["model_repository"] = local(repository)
     if is_uri(model_dir):
         updated["model_dir"] = local(model_dir)
     return updated
+
+
+def _source_folder(path: Path) -> Path:
+    """A fetched SAGEMAKER_SUBMIT_DIRECTORY as a folder: a sourcedir.tar.gz is unpacked (once)."""
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        from prebake.runtimes.discover import unpack
+
+        return unpack(path)
+    return path

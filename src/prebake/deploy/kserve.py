@@ -2,10 +2,11 @@
 InferenceServices that use them. Pure functions of catalog data.
 
 KServe's storage initializer downloads ``storageUri`` into /mnt/models and starts the runtime's
-``kserve-container``; prebake's runtime serves that directory with no code (``prebake serve /mnt/models``)
-on KServe's usual HTTP port 8080, answering KServe V1 and Open Inference Protocol V2 from one process
-(and V2 gRPC on 8081 when asked). The model's name on the wire is the InferenceService's name, passed in
-``PREBAKE_MODEL_NAME`` through KServe's ``{{.Name}}`` template.
+``kserve-container``; prebake's runtime serves that directory as it lies (one file, or a folder) with no
+code, on KServe's usual HTTP port 8080, answering KServe V1 and Open Inference Protocol V2 from one
+process (and V2 gRPC on 8081 when asked). The arguments are the ones KServe's own runtimes take
+(kserve-sklearnserver: ``--model_name={{.Name}} --model_dir=/mnt/models --http_port=8080``, and
+``--grpc_port``), so the model's name on the wire is the InferenceService's name.
 
     >>> from prebake.images.catalog import load_catalog
     >>> runtime_name(load_catalog().get("sklearn-1.9.1-debian12-py311-cpu-inference"))
@@ -83,12 +84,13 @@ def serving_runtime(
     usual sklearn format), which prebake refuses unless allowed because pickles run code when loaded."""
     if image.framework not in MODEL_FORMATS:
         raise DeployError(f"{image.name} serves entry scripts only; KServe runtimes need a framework image")
-    args = [MODEL_MOUNT, "--port", str(KSERVE_HTTP_PORT)]
+    args = ["--model_name={{.Name}}", f"--model_dir={MODEL_MOUNT}", f"--http_port={KSERVE_HTTP_PORT}"]
     protocols = ["v1", "v2"]
     if grpc:
-        args += ["--grpc-port", str(GRPC_PORT)]
+        args.append(f"--grpc_port={GRPC_PORT}")
         protocols.append("grpc-v2")
     args += ["--graceful-timeout", str(graceful_timeout_s), "--log-format", "json"]
+    env = [{"name": "PREBAKE_ALLOW_PICKLE", "value": "1"}] if allow_pickle else []
     limits: dict[str, str] = {"cpu": cpu, "memory": memory}
     if image.gpu:
         limits["nvidia.com/gpu"] = "1"
@@ -104,11 +106,7 @@ def serving_runtime(
         "name": "kserve-container",
         "image": image.reference,
         "args": args,
-        "env": [
-            {"name": "PREBAKE_MODEL_NAME", "value": "{{.Name}}"},
-            {"name": "AZUREML_MODEL_DIR", "value": MODEL_MOUNT},
-            *([{"name": "PREBAKE_ALLOW_PICKLE", "value": "1"}] if allow_pickle else []),
-        ],
+        **({"env": env} if env else {}),
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": KSERVE_HTTP_PORT},

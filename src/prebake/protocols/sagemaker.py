@@ -159,6 +159,21 @@ def error_body(status: int, message: str, request_id: str) -> bytes:
     return orjson.dumps({"error": message, "code": code, "message": message, "request_id": request_id})
 
 
+async def invoke(backend: Backend, name: str, request: Request) -> Response:
+    """One invocation of model ``name``: the body by Content-Type, the answer by Accept (a handler
+    script answers itself). Shared with the multi-model API's ``/models/NAME/invoke``."""
+    if backend.is_raw(name):
+        return raw_response(await backend.score_raw(name, request.to_raw()))
+    accept = choose_accept(request.header("accept"))
+    inputs, wrapped = decode_body(request.content_type, request.body, backend.metadata(name).inputs)
+    parameters: dict[str, Any] = {}
+    attributes = request.header(CUSTOM_ATTRIBUTES)
+    if attributes is not None:
+        parameters["custom_attributes"] = attributes
+    response = await backend.infer(name, None, InferenceRequest(inputs=inputs, parameters=parameters))
+    return encode_answer(accept, response.outputs, wrapped)
+
+
 def routes(backend: Backend) -> list[Route]:
     """The SageMaker routes: the container contract (``/ping``, ``/invocations``) for ``backend``'s default
     model, and the SageMaker Runtime API path that boto3's ``invoke_endpoint`` posts to, so a client
@@ -176,16 +191,7 @@ def routes(backend: Backend) -> list[Route]:
         name = endpoint if endpoint in backend.model_names() else backend.default_model()
         if name is None:
             raise ModelNotReady("no model is ready to serve invocations")
-        if backend.is_raw(name):
-            return raw_response(await backend.score_raw(name, request.to_raw()))
-        accept = choose_accept(request.header("accept"))
-        inputs, wrapped = decode_body(request.content_type, request.body, backend.metadata(name).inputs)
-        parameters: dict[str, Any] = {}
-        attributes = request.header(CUSTOM_ATTRIBUTES)
-        if attributes is not None:
-            parameters["custom_attributes"] = attributes
-        response = await backend.infer(name, None, InferenceRequest(inputs=inputs, parameters=parameters))
-        return encode_answer(accept, response.outputs, wrapped)
+        return await invoke(backend, name, request)
 
     return [
         Route(("GET",), "/ping", ping, public=True),

@@ -8,16 +8,24 @@ A container serves one model: the backend's default one. ``instances`` are rows 
 (``{"b64": ...}`` values become bytes); ``parameters`` go to the model as request parameters;
 ``predictions`` has one entry per instance (see ``rows.outputs_to_predictions``). Where the model is
 an entry script (a raw runtime), the body goes to it unchanged and its answer comes back unchanged.
-Vertex itself caps request and response bodies at 1.5 MB; the server's own body limit applies here.
+Vertex itself caps request bodies at 1.5 MB ("Custom container requirements for inference", request
+and response requirements): a larger body is served (the server's own body limit applies) and logged
+as over that limit, since behind a real Vertex endpoint it would never arrive.
 """
 
 from __future__ import annotations
+
+import logging
 
 from prebake import codec
 from prebake.errors import ModelNotReady
 from prebake.http import Request, Response, Route, raw_response
 from prebake.rows import outputs_to_predictions, rows_to_inputs
 from prebake.types import Backend, InferenceRequest
+
+logger = logging.getLogger("prebake.vertex")
+
+VERTEX_BODY_LIMIT = 1_500_000  # bytes: Vertex AI's 1.5 MB per prediction request
 
 
 def routes(
@@ -32,6 +40,13 @@ def routes(
         return Response(b'{"status":"unhealthy"}', status=503)
 
     async def predict(request: Request) -> Response:
+        if len(request.body) > VERTEX_BODY_LIMIT:
+            logger.warning(
+                "request body of %d bytes is over Vertex AI's 1.5 MB (%d bytes) limit for prediction "
+                "requests: served here, but a Vertex endpoint would refuse it",
+                len(request.body),
+                VERTEX_BODY_LIMIT,
+            )
         name = backend.default_model()
         if name is None:
             raise ModelNotReady("no model is ready to serve predictions")

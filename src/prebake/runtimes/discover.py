@@ -12,7 +12,11 @@ A path may be:
   ``model.tar.gz`` inside), a Vertex AI directory (``model.joblib``, ``model.pkl``, ``model.bst``,
   ``saved_model.pb``), or a directory of numbered versions (``1/``, ``2/``: the highest is served);
 - a SageMaker ``model.tar.gz``, unpacked once into ``$TMPDIR/prebake-models/`` so a read-only root
-  file system works.
+  file system works;
+- Azure ML's layout of registered models: ``azureml-models/NAME/VERSION/...`` (AZUREML_MODEL_DIR names
+  ``azureml-models`` when a deployment has several models: each is served as NAME; or ``NAME/VERSION``
+  for one: served as NAME, version VERSION). A folder holding nothing but one folder is looked into, as
+  Azure keeps a registered folder's own name (``VERSION/model/model.pkl``).
 
 A model repository is a directory whose subdirectories (and model files) are models. A model's name is
 its settings file's ``name``, else the file's stem or the directory's name.
@@ -46,6 +50,8 @@ SUFFIX_RUNTIMES = frameworks.SUFFIX_RUNTIMES
 #: When a directory holds several model files, the Vertex AI names win, in this order.
 VERTEX_NAMES = ("model.joblib", "model.pkl", "model.bst", "saved_model.pb")
 TAR_SUFFIXES = (".tar.gz", ".tgz")
+#: The folder Azure ML mounts registered models in: azureml-models/NAME/VERSION/.
+AZUREML_MODELS = "azureml-models"
 
 #: Model names travel in URL paths (/v2/models/NAME/infer): letters, digits, and . _ - only.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -60,7 +66,12 @@ def find_models(
     holds no model prebake can serve, or gives a name another model already has."""
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    found = [model_from_path(Path(p), device) for p in paths]
+    found: list[ModelSettings] = []
+    for path in map(Path, paths):
+        if path.name == AZUREML_MODELS and path.is_dir():
+            found.extend(models_in_repository(path, device))
+        else:
+            found.append(model_from_path(path, device))
     if repository is not None:
         found.extend(models_in_repository(Path(repository), device))
     seen: dict[str, Path] = {}
@@ -123,7 +134,11 @@ def model_from_dir(directory: Path, device: str, *, name: str | None = None) -> 
                 raise ConfigError(f"{file.source}: cannot tell the format of {file.uri}; set 'runtime'")
     else:
         target, runtime, version = locate(directory, scripts=file.runtime in (None, "sagemaker"))
-    return _settings(file, target, file.runtime or runtime, name or directory.resolve().name, version, device)
+    resolved = directory.resolve()
+    if resolved.parent.parent.name == AZUREML_MODELS and resolved.name.isdigit():
+        # AZUREML_MODEL_DIR of a one-model deployment: azureml-models/NAME/VERSION.
+        name, version = name or resolved.parent.name, version or resolved.name
+    return _settings(file, target, file.runtime or runtime, name or resolved.name, version, device)
 
 
 def locate(directory: Path, *, scripts: bool = True) -> tuple[Path, str, str | None]:
@@ -161,6 +176,8 @@ def locate(directory: Path, *, scripts: bool = True) -> tuple[Path, str, str | N
         newest = max(versions, key=lambda e: int(e.name))
         found, runtime, _ = locate(newest, scripts=scripts)
         return found, runtime, newest.name
+    if len(entries) == 1 and entries[0].is_dir():
+        return locate(entries[0], scripts=scripts)  # Azure's VERSION/model/, a folder in a folder
     raise ConfigError(f"{directory}: no model found; supported: {SUPPORTED}")
 
 

@@ -120,7 +120,12 @@ class EntryScriptRuntime(RawRuntime):
         _reset_rawhttp_flags(aml_request)
         module = self._import()
         if not callable(getattr(module, "init", None)):
-            raise ModelLoadError(f"Entry script {self.script} does not have an init() function defined.")
+            raise ModelLoadError(
+                f"Entry script {self.script} does not have an init() function defined. An Azure ML "
+                "entry script defines init() and run(); a SageMaker inference script defines model_fn() "
+                "and predict_fn() (or transform_fn()) and runs as `prebake serve --entry-script "
+                "inference.py --model-dir MODEL_DIR`, or as code/inference.py inside the model folder."
+            )
         if not callable(getattr(module, "run", None)):
             raise ModelLoadError(f"Entry script {self.script} does not have a run() function defined.")
 

@@ -51,6 +51,7 @@ SETTLE_TIMEOUT_S = 120.0  # loading can take long; the call waits this long for 
 class Wanted:
     loaded: bool
     config: dict[str, Any] | None = None
+    url: str | None = None  # where a model loaded by path (SageMaker multi-model) lies
 
 
 class Control:
@@ -70,7 +71,7 @@ class Control:
         except (OSError, ValueError):
             return 0, {}
         models = {
-            name: Wanted(bool(entry.get("loaded")), entry.get("config"))
+            name: Wanted(bool(entry.get("loaded")), entry.get("config"), entry.get("url"))
             for name, entry in doc.get("models", {}).items()
         }
         return int(doc.get("generation", 0)), models
@@ -84,7 +85,9 @@ class Control:
             generation += 1
             doc = {
                 "generation": generation,
-                "models": {n: {"loaded": w.loaded, "config": w.config} for n, w in models.items()},
+                "models": {
+                    n: {"loaded": w.loaded, "config": w.config, "url": w.url} for n, w in models.items()
+                },
             }
             _write(self.directory / STATE, orjson.dumps(doc))
         self.mark_applied(generation)

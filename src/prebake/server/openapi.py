@@ -33,6 +33,14 @@ OPENAPI_PATH = "/openapi.json"
 # -- shared schemas -------------------------------------------------------------------------------------
 _ANY: Schema = {}
 _OBJECT: Schema = {"type": "object"}
+_MME_LOAD: Schema = {
+    "type": "object",
+    "required": ["model_name", "url"],
+    "properties": {
+        "model_name": {"type": "string", "minLength": 1},
+        "url": {"type": "string", "minLength": 1},
+    },
+}
 _SCALAR: Schema = {"type": ["number", "string", "boolean"]}
 _ROW: Schema = {
     "oneOf": [
@@ -340,6 +348,38 @@ _OPS: dict[str, Operation] = {
         "responses": {"200": _ok(_json(_PREDICTIONS))},
         "errors": ["400", "401", "404", "413", "422", "504"],
     },
+    # SageMaker multi-model endpoints (SAGEMAKER_MULTI_MODEL=true).
+    "sagemaker_mme.ping": {
+        "summary": "SageMaker multi-model health: 200 once the server is up (models come later)",
+        "responses": {"200": _ok(), "503": _ok(None, "Not ready")},
+    },
+    "sagemaker_mme.load": {
+        "summary": "Load the model at 'url' as 'model_name' (SageMaker's Load Model API)",
+        "requestBody": {"required": True, "content": _json(_MME_LOAD)},
+        "responses": {"200": _ok(_json(_OBJECT))},
+        "errors": ["400", "404", "409", "500", "507"],
+    },
+    "sagemaker_mme.listing": {
+        "summary": "The loaded models, paged with next_page_token and limit (List Model API)",
+        "responses": {"200": _ok(_json(_OBJECT))},
+        "errors": ["400"],
+    },
+    "sagemaker_mme.describe": {
+        "summary": "One loaded model (Get Model API)",
+        "responses": {"200": _ok(_json(_OBJECT))},
+        "errors": ["404"],
+    },
+    "sagemaker_mme.unload": {
+        "summary": "Unload a model (Unload Model API)",
+        "responses": {"200": _ok(_json(_OBJECT))},
+        "errors": ["404"],
+    },
+    "sagemaker_mme.invocation": {
+        "summary": "Invoke a loaded model, as /invocations (Invoke Model API)",
+        "requestBody": {"required": True, "content": {"*/*": {"schema": _ANY}}},
+        "responses": {"200": _ok({"*/*": {"schema": _ANY}})},
+        "errors": ["400", "404", "406", "413", "415", "504"],
+    },
     "openapi.openapi_json": {
         "summary": "This document",
         "responses": {"200": _ok(_json(_OBJECT))},
@@ -352,6 +392,7 @@ _TAGS = {
     "v2": "Open Inference Protocol V2",
     "v1": "KServe V1",
     "sagemaker": "SageMaker",
+    "sagemaker_mme": "SageMaker multi-model",
     "vertex": "Vertex AI",
     "openapi": "OpenAPI",
 }

@@ -5,6 +5,10 @@ words it, since Triton's clients and users match on it), answers readiness and t
 and loads and unloads. With a model repository directory, a load of a name it does not know yet looks
 there first (Triton's explicit model control: folders added after the start can be loaded). With several
 workers, a load or unload acts on all of them (``control.py``) before it is answered.
+
+For a SageMaker multi-model endpoint, models are also loaded from a path under a name the platform
+chooses (``load_path``) and forgotten again (``remove_path``); the least recently used are unloaded
+first where a new one would not fit (``residency.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
-from prebake.errors import InvalidInput, ModelLoadError, NotFound, PrebakeError, echo
+from prebake.errors import (
+    AlreadyLoaded,
+    InsufficientMemory,
+    InvalidInput,
+    ModelLoadError,
+    NotFound,
+    PrebakeError,
+    echo,
+)
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
 from prebake.server.control import Control, Wanted
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
 from prebake.server.model import RuntimeFactory, ServedModel, State
+from prebake.server.residency import Residency, footprint
 from prebake.server.shm import SharedMemoryRegistry
 from prebake.server.statistics import model_statistics
 from prebake.types import (
@@ -36,6 +49,8 @@ logger = logging.getLogger("prebake.models")
 
 #: Finds a model added to the repository directory after the start: its settings, or None.
 Discover = Callable[[str], ModelSettings | None]
+#: The settings of the model at a path, served under a name (SageMaker multi-model endpoints).
+FromPath = Callable[[str, Path], ModelSettings]
 
 
 def unknown_model(name: str, version: str | None = None) -> NotFound:
@@ -55,6 +70,8 @@ class ModelRepository:
         discover: Discover | None = None,
         control: Control | None = None,
         shared_memory: SharedMemoryRegistry | None = None,
+        from_path: FromPath | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.executor = executor
         self.metrics = metrics
@@ -65,6 +82,9 @@ class ModelRepository:
         self.models: dict[str, ServedModel] = {}
         self.raw_name: str | None = None  # the entry script (or handler script) that /score uses
         self.started = False
+        self.from_path = from_path
+        self.residency = residency or Residency()
+        self.urls: dict[str, str] = {}  # models loaded by path, and where they lie
 
     # -- set-up -------------------------------------------------------------------------------------------
     def add(self, name: str, runtime: Runtime | RawRuntime, settings: ModelSettings | None = None) -> None:
@@ -88,7 +108,7 @@ class ModelRepository:
         for name, want in wanted.items():
             # A worker started after API changes starts as the others are.
             if name not in self.models and want.loaded:
-                self._discover(name)
+                self._create(name, want.url)
             if name in self.models and want.config:
                 self.models[name].configure(want.config)
         for model in self.models.values():
@@ -124,6 +144,8 @@ class ModelRepository:
         model = self.models.get(name)
         if model is None:
             raise unknown_model(name)
+        if self.urls:
+            self.residency.touch(name)
         if version is not None and version != model.version:
             raise unknown_model(name, version)
         return model
@@ -198,20 +220,77 @@ class ModelRepository:
         for name, want in wanted.items():
             try:
                 if want.loaded:
-                    await self._load_here(name, want.config)
+                    await self._load_here(name, want.config, want.url)
                 elif name in self.models:
                     await self.models[name].unload()
+                    self._forget_path(name)
             except PrebakeError as error:
                 logger.error(
                     "model '%s': applying a change from another worker failed: %s", name, error.message
                 )
         self.control.mark_applied(generation)
 
-    async def _load_here(self, name: str, config: dict[str, Any] | None) -> None:
+    async def _load_here(self, name: str, config: dict[str, Any] | None, url: str | None = None) -> None:
         model = self.models.get(name)
         if model is None:
-            model = self._discover(name)
+            model = self._create(name, url)
         await model.load(config)
+
+    # -- SageMaker multi-model endpoints ------------------------------------------------------------------
+    async def load_path(self, name: str, url: str) -> None:
+        """Load the model at ``url`` as ``name`` on every worker, unloading the least recently used ones
+        first where it would not fit: AlreadyLoaded (409) for a name that is loaded, InsufficientMemory
+        (507) where it cannot fit, ModelLoadError for a path that holds no model it can load."""
+        if name in self.urls:
+            raise AlreadyLoaded(f"model '{echo(name)}' is already loaded")
+        path = Path(url)
+        if not path.exists():
+            raise NotFound(f"model '{echo(name)}': {echo(url)} does not exist")
+        need = footprint(path)
+        for victim in self.residency.victims(need):
+            logger.info("model '%s' unloaded to make room for '%s' (least recently used)", victim, name)
+            await self.remove_path(victim)
+        self._create(name, url)
+        try:
+            await self.models[name].load()
+        except MemoryError:
+            self._forget_path(name)
+            raise InsufficientMemory(f"model '{echo(name)}' ran out of memory while loading") from None
+        except PrebakeError:
+            self._forget_path(name)
+            raise
+        await self._share(name, Wanted(True, None, url))
+
+    async def remove_path(self, name: str) -> None:
+        """Unload a model loaded by path and forget it, on every worker (NotFound where it is not loaded)."""
+        if name not in self.urls:
+            raise unknown_model(name)
+        await self.models[name].unload()
+        self._forget_path(name)
+        await self._share(name, Wanted(False))
+
+    def paths(self) -> dict[str, str]:
+        """The models loaded by path, name -> where they lie, in the order they were loaded."""
+        return dict(self.urls)
+
+    def _forget_path(self, name: str) -> None:
+        if name in self.urls:
+            del self.urls[name]
+            self.models.pop(name, None)
+            self.residency.remove(name)
+            if self.raw_name == name:
+                self.raw_name = None
+
+    def _create(self, name: str, url: str | None) -> ServedModel:
+        if url is None:
+            return self._discover(name)
+        if self.from_path is None or self.factory is None:
+            raise InvalidInput("this server loads no models by path (SAGEMAKER_MULTI_MODEL is not set)")
+        settings = self.from_path(name, Path(url))
+        self.add(name, self.factory(settings), settings)
+        self.urls[name] = url
+        self.residency.add(name, footprint(Path(url)))
+        return self.models[name]
 
     async def _share(self, name: str, wanted: Wanted) -> None:
         if self.control.directory is not None:

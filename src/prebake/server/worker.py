@@ -27,7 +27,7 @@ from typing import Any
 
 from prebake import exits
 from prebake.config import ServeConfig
-from prebake.errors import ConfigError, PrebakeError
+from prebake.errors import ConfigError, ModelLoadError, PrebakeError
 from prebake.http import Route
 from prebake.runtimes.base import ModelSettings
 from prebake.server import control
@@ -38,6 +38,7 @@ from prebake.server.metrics import Metrics
 from prebake.server.pipeline import build_pipeline
 from prebake.server.repository import ModelRepository
 from prebake.server.rescue import Rescue, WorkerTable
+from prebake.server.residency import Residency
 from prebake.server.shm import SharedMemoryRegistry
 
 logger = logging.getLogger("prebake.worker")
@@ -93,6 +94,8 @@ def build_repository(
         control=control_,
         # Registrations are the whole server's, recorded beside the repository state (shm.py).
         shared_memory=SharedMemoryRegistry(control_.directory, allowed=config.allow_client_shm),
+        from_path=_from_path(config, with_policy) if config.multi_model else None,
+        residency=Residency(config.multi_model_memory),
     )
     swagger = None
     if config.entry_script is not None:
@@ -103,7 +106,10 @@ def build_repository(
         )
         repository.add("score", script)
         swagger = script.swagger
-    if config.models or config.model_repository is not None:
+    if config.handler_script is not None:
+        settings = _handler_script_model(config, config.handler_script)
+        repository.add(settings.name, create_runtime(with_policy(settings)), settings)
+    elif config.models or config.model_repository is not None:
         from prebake.runtimes.discover import find_models
 
         found = find_models(list(config.models), repository=config.model_repository, device=config.device)
@@ -116,6 +122,41 @@ def build_repository(
         for settings in found:
             repository.add(settings.name, create_runtime(with_policy(settings)), settings)
     return repository, protocol_routes(repository, config, swagger)
+
+
+def _handler_script_model(config: ServeConfig, script: Path) -> ModelSettings:
+    """The one model, served through the SageMaker inference script that SAGEMAKER_PROGRAM (or an
+    --entry-script with model_fn/predict_fn) names, wherever that script lies. Its folder need hold no
+    file prebake knows: the script's model_fn loads it."""
+    if len(config.models) != 1 or config.model_repository is not None:
+        raise ConfigError(f"the SageMaker inference script {script} serves one model folder; give one")
+    folder = config.models[0]
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such model folder for {script}")
+    folder = folder if folder.is_dir() else folder.parent  # model_fn gets the model's folder
+    return ModelSettings(
+        name=config.model_name or folder.resolve().name,
+        path=folder,
+        runtime="sagemaker",
+        device=config.device,
+        parameters={"script": str(script.resolve())},
+    )
+
+
+def _from_path(config: ServeConfig, with_policy: Any) -> Any:
+    """The settings of a model SageMaker asks a multi-model endpoint to load from a path."""
+
+    def from_path(name: str, path: Path) -> ModelSettings:
+        from prebake.runtimes.discover import model_from_path
+
+        try:
+            settings = model_from_path(path, config.device)
+        except ConfigError as error:
+            raise ModelLoadError(f"model '{name}': {error.message}") from None
+        settings.name = name
+        return with_policy(settings)
+
+    return from_path
 
 
 def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
@@ -139,7 +180,17 @@ def _discoverer(config: ServeConfig, with_policy: Any) -> Any:
 
 def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: Any = None) -> list[Route]:
     """Every protocol's routes, on the one HTTP port."""
-    from prebake.protocols import azure, azure_mlflow, mlflow_scoring, openai, sagemaker, v1, v2, vertex
+    from prebake.protocols import (
+        azure,
+        azure_mlflow,
+        mlflow_scoring,
+        openai,
+        sagemaker,
+        sagemaker_mme,
+        v1,
+        v2,
+        vertex,
+    )
     from prebake.server import openapi, ops
 
     routes = [
@@ -153,6 +204,8 @@ def protocol_routes(repository: ModelRepository, config: ServeConfig, swagger: A
         *vertex.routes(
             repository, health_route=config.health_route, predict_route=config.predict_route or "/predict"
         ),
+        # Last: its /ping (up with no model loaded) replaces the single-model one.
+        *(sagemaker_mme.routes(repository, invoke=sagemaker.invoke) if config.multi_model else []),
     ]
     routes = mlflow_scoring.over(
         repository, azure_mlflow.over(repository, routes)

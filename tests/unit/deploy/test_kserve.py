@@ -221,10 +221,10 @@ def test_one_auto_selected_runtime_per_format(catalog: Catalog) -> None:
 
 
 def test_runtime_serves_mnt_models_on_kserve_ports(catalog: Catalog) -> None:
-    """The runtime serves KServe's /mnt/models on 8080, names the model after the InferenceService, asks a GPU on GPU images."""
+    """The runtime serves KServe's /mnt/models on 8080 with KServe's argument names, names the model after the InferenceService, asks a GPU on GPU images."""
     cpu = kserve.serving_runtime(catalog.get(SKLEARN), auto_select=True)["spec"]["containers"][0]
-    assert cpu["args"][:3] == ["/mnt/models", "--port", "8080"]
-    assert {"name": "PREBAKE_MODEL_NAME", "value": "{{.Name}}"} in cpu["env"]
+    # The arguments KServe gives its own runtimes (kserve/config/runtimes/kserve-sklearnserver.yaml).
+    assert cpu["args"][:3] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"]
     assert cpu["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     gpu_image = next(
         image for image in catalog.images if image.gpu and image.framework in kserve.MODEL_FORMATS
@@ -264,4 +264,5 @@ def test_runtime_arguments_are_flags_prebake_serve_accepts(catalog: Catalog, grp
     context = serve.make_context("serve", ["--host", "0.0.0.0", *runtime["spec"]["containers"][0]["args"]])
     assert context.params["port"] == 8080
     assert context.params["grpc_port"] == (8081 if grpc else None)
-    assert [str(path) for path in context.params["models"]] == ["/mnt/models"]
+    assert context.params["model_dir"] == "/mnt/models"
+    assert context.params["model_name"] == "{{.Name}}"
