@@ -211,7 +211,10 @@ def _infer(port: int, model: str, rows: list[list[float]]) -> list[float]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-    tensor = {"name": meta["inputs"][0]["name"], "shape": [len(rows), 4], "datatype": "FP32",
+    # A TorchScript archive records no input dtype or shape, so the metadata lists no inputs (V2 metadata
+    # needs both); its forward() argument is nn.Sequential's "input".
+    name = meta["inputs"][0]["name"] if meta["inputs"] else "input"
+    tensor = {"name": name, "shape": [len(rows), 4], "datatype": "FP32",
               "data": [value for row in rows for value in row]}  # fmt: skip
     request = urllib.request.Request(f"{base}/v2/models/{model}/infer", data=json.dumps({"inputs": [tensor]}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")  # fmt: skip
