@@ -121,7 +121,8 @@ def test_gpu_image_without_a_gpu(
         )
         figures["cuda_probe"] = probe
         assert probe["failed"] == {} and "framework_error" not in probe, probe
-        assert probe["loaded"] >= 5 and probe["loaded"] + len(probe["needs_driver"]) == probe["libraries"]
+        accounted = probe["loaded"] + len(probe["needs_driver"]) + len(probe["needs_interconnect"])
+        assert probe["loaded"] >= 5 and accounted == probe["libraries"], probe
 
         result = smoke_test(image, podman, reference=built.image_id, no_code=True, timeout=240)
         figures["seconds_to_first_prediction"] = round(result.seconds_to_first_prediction, 2)
