@@ -80,9 +80,16 @@ def framework_check() -> dict[str, Any]:
         if hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
         provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-        ctypes.CDLL(str(provider))  # the CUDA provider with every library it links
-        return {"framework": "onnxruntime", "version": ort.__version__,
-                "providers": ort.get_available_providers(), "cuda_provider_library": provider.name}  # fmt: skip
+        found: dict[str, Any] = {"framework": "onnxruntime", "version": ort.__version__,
+                                 "providers": ort.get_available_providers(), "cuda_provider_library": provider.name}  # fmt: skip
+        try:
+            ctypes.CDLL(str(provider))  # the CUDA provider with every library it links
+        except OSError as error:
+            if not _needs_driver(str(error)):
+                raise
+            # The provider links libcuda.so.1 itself: every other library it needs loaded above.
+            found["cuda_provider_needs_driver"] = str(error)
+        return found
     if importlib.util.find_spec("tensorflow"):
         import tensorflow as tf
 
