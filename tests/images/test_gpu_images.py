@@ -205,7 +205,9 @@ def _infer(port: int, model: str, rows: list[list[float]]) -> list[float]:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
-        try:
+        try:  # ready first: metadata answers while the model still loads, and infer is 503 until then
+            with urllib.request.urlopen(f"{base}/v2/models/{model}/ready", timeout=5):
+                pass
             with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=5) as response:
                 meta = json.loads(response.read())
             break
