@@ -174,7 +174,7 @@ def test_two_pytorch_versions_serve_their_own_torchscript_side_by_side(
     out.mkdir()
     out.chmod(0o777)  # the images write as uid 1000
     made: dict[str, dict[str, Any]] = {}
-    containers = []
+    containers: list[str] = []
     try:
         for name in TORCH_CPU:
             built = builds.get("podman", name)
@@ -185,7 +185,7 @@ def test_two_pytorch_versions_serve_their_own_torchscript_side_by_side(
             spec = RunSpec(built.image_id, port, model=out / f"{label}.pt", name=f"prebake-torch-{label}-{uuid.uuid4().hex[:6]}",
                            detach=True)  # fmt: skip
             podman.run(*run_arguments(spec))
-            containers.append(spec.name)
+            containers.append(str(spec.name))
             made[name]["port"] = port
             made[name]["label"] = label
             _record(name, {"image": name, "engine": "podman", "size_bytes": built.size_bytes,
