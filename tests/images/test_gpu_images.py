@@ -114,13 +114,15 @@ def test_gpu_image_without_a_gpu(
                 built.image_id,
                 "-m",
                 "prebake.images.cudaprobe",
+                check=False,  # it exits 1 when a library fails: its report says which, and is recorded
             )
             .strip()
             .splitlines()[-1]  # fmt: skip
         )
         figures["cuda_probe"] = probe
         assert probe["failed"] == {} and "framework_error" not in probe, probe
-        assert probe["loaded"] >= 5 and probe["loaded"] + len(probe["needs_driver"]) == probe["libraries"]
+        accounted = probe["loaded"] + len(probe["needs_driver"]) + len(probe["needs_interconnect"])
+        assert probe["loaded"] >= 5 and accounted == probe["libraries"], probe
 
         result = smoke_test(image, podman, reference=built.image_id, no_code=True, timeout=240)
         figures["seconds_to_first_prediction"] = round(result.seconds_to_first_prediction, 2)
@@ -172,7 +174,7 @@ def test_two_pytorch_versions_serve_their_own_torchscript_side_by_side(
     out.mkdir()
     out.chmod(0o777)  # the images write as uid 1000
     made: dict[str, dict[str, Any]] = {}
-    containers = []
+    containers: list[str] = []
     try:
         for name in TORCH_CPU:
             built = builds.get("podman", name)
@@ -183,7 +185,7 @@ def test_two_pytorch_versions_serve_their_own_torchscript_side_by_side(
             spec = RunSpec(built.image_id, port, model=out / f"{label}.pt", name=f"prebake-torch-{label}-{uuid.uuid4().hex[:6]}",
                            detach=True)  # fmt: skip
             podman.run(*run_arguments(spec))
-            containers.append(spec.name)
+            containers.append(str(spec.name))
             made[name]["port"] = port
             made[name]["label"] = label
             _record(name, {"image": name, "engine": "podman", "size_bytes": built.size_bytes,
@@ -203,7 +205,9 @@ def _infer(port: int, model: str, rows: list[list[float]]) -> list[float]:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
-        try:
+        try:  # ready first: metadata answers while the model still loads, and infer is 503 until then
+            with urllib.request.urlopen(f"{base}/v2/models/{model}/ready", timeout=5):
+                pass
             with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=5) as response:
                 meta = json.loads(response.read())
             break
@@ -211,7 +215,10 @@ def _infer(port: int, model: str, rows: list[list[float]]) -> list[float]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-    tensor = {"name": meta["inputs"][0]["name"], "shape": [len(rows), 4], "datatype": "FP32",
+    # A TorchScript archive records no input dtype or shape, so the metadata lists no inputs (V2 metadata
+    # needs both); its forward() argument is nn.Sequential's "input".
+    name = meta["inputs"][0]["name"] if meta["inputs"] else "input"
+    tensor = {"name": name, "shape": [len(rows), 4], "datatype": "FP32",
               "data": [value for row in rows for value in row]}  # fmt: skip
     request = urllib.request.Request(f"{base}/v2/models/{model}/infer", data=json.dumps({"inputs": [tensor]}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")  # fmt: skip

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from prebake.images.build import BuildFailed, build_image
+from prebake.images.build import BuildFailed, build_image, committed_by
 from prebake.images.catalog import Catalog
 from prebake.images.smoke import smoke_test
 
@@ -76,7 +76,11 @@ def test_build_leaves_nothing_behind_and_says_what_it_used(engine_name: str, bui
     engine = builds.engine(engine_name)
     result = builds.get(engine_name, "sklearn-1.9.1-debian12-py311-cpu-inference")
     stages = engine.run("images", "--all", "--quiet", "--filter", "label=ai.prebake.stage=build").split()
-    assert stages == [], f"builder stages left: {stages}"
+    # The store is shared (other builds, other sessions, may be running): this build's own stages are gone.
+    own = committed_by(result.output_dir / "build.log") if engine_name == "podman" else set()
+    assert engine_name == "docker" or own, "the build log names no step images"
+    left = [stage for stage in stages if engine_name == "docker" or any(stage[:11] == o[:11] for o in own)]
+    assert left == [], f"builder stages left: {left}"
     assert engine.build_cache_bytes() == 0  # docker may keep empty records; none holds data
     assert result.cache_bytes == 0
     # The store grew by the image's own layers (the shared base once), not by builder stages.
@@ -145,4 +149,5 @@ def test_failed_build_leaves_no_tag(catalog: Catalog, builds: Builds) -> None:
         build_image(image, catalog, engine, prebake_wheel=builds.wheel, base="localhost/prebake-absent:none",
                     ca_bundle=CA, output_root=builds.output)  # fmt: skip
     after = set(engine.run("images", "--format", "{{.Repository}}:{{.Tag}}").split())
-    assert not {tag for tag in after - before if "prebake" in tag}
+    # Only this image's tags: other builds in the same store may tag theirs meanwhile.
+    assert not {tag for tag in after - before if image.name in tag}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -183,7 +184,9 @@ def build_image(
             ) from error
         finally:
             engine.remove_image(temporary)
-            cache_bytes = _leftovers(engine, images_before, cache_before, keep=cache)
+            cache_bytes = _leftovers(
+                engine, images_before, cache_before, keep=cache, own=committed_by(output_dir / "build.log")
+            )
     inspected = engine.inspect_image(image.reference)
     size = inspected.get("Size", 0)
     result = BuildResult(
@@ -209,13 +212,35 @@ def build_image(
     return result
 
 
-def _leftovers(engine: Engine, images_before: set[str], cache_before: set[str], *, keep: bool) -> int:
-    """Remove (or, with ``keep``, remember) what the build added besides its image; bytes kept."""
+def committed_by(log: Path) -> set[str]:
+    """The image ids a podman build log says the build committed itself (``--> ID`` after each step),
+    not those it reused from the cache (``--> Using cache ID``)."""
+    if not log.is_file():
+        return set()
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    reused = {
+        m.group(1)
+        for line in lines
+        if (m := re.fullmatch(r"--> Using cache ([0-9a-f]{12,64})", line.strip()))
+    }
+    steps = {m.group(1) for line in lines if (m := re.fullmatch(r"--> ([0-9a-f]{11,64})", line.strip()))}
+    return {short for short in steps if not any(full.startswith(short) for full in reused)}
+
+
+def _leftovers(
+    engine: Engine, images_before: set[str], cache_before: set[str], *, keep: bool, own: set[str]
+) -> int:
+    """Remove (or, with ``keep``, remember) what the build added besides its image; bytes kept.
+
+    With podman only the stage images this build's log names are touched: the store is shared, and another
+    build running at the same time has builder-stage images too (removing one under its running step fails
+    that build: its files vanish mid-``pip install``)."""
     new_cache = engine.build_cache_ids() - cache_before
     new_images = {
         image_id
         for image_id in engine.image_ids() - images_before
-        if _labels(engine, image_id).get("ai.prebake.stage") == "build"
+        if (engine.name != "podman" or any(image_id.removeprefix("sha256:").startswith(i) for i in own))
+        and _labels(engine, image_id).get("ai.prebake.stage") == "build"
     }
     if not keep:
         engine.prune_build_cache(new_cache)

@@ -7,7 +7,9 @@ framework's own CUDA code (torch's libtorch_cuda through ``import torch``, onnxr
 library, TensorFlow's build information) is loaded the way it loads at serving time. Without a GPU this
 still proves the image is complete: a missing or mismatched library fails here, at once, naming the file.
 Objects that need the NVIDIA driver itself (libcuda.so.1, libnvidia-ml.so.1, which the host provides and
-no image should carry) are reported apart: they can only load on a machine with a GPU.
+no image should carry) are reported apart: they can only load on a machine with a GPU. So are optional
+transport plugins that link a cluster interconnect's libraries (MPI, UCX, InfiniBand), which load only
+where that fabric is installed and configured.
 
 Prints one JSON object; exit status 0 when nothing failed but for want of the driver.
 """
@@ -23,10 +25,20 @@ from pathlib import Path
 from typing import Any
 
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
+# Optional plugins of the CUDA wheels that link a cluster interconnect's own libraries (NVSHMEM's MPI, PMIx,
+# OpenSHMEM, libfabric, UCX and InfiniBand transports; cuFile's RDMA): NVSHMEM and cuFile dlopen them only
+# when that transport is configured, and no inference image carries a host's fabric stack (found so in
+# torch 2.14.1's wheels: 8 of 47 objects, while torch itself and every other library loaded).
+INTERCONNECT_LIBRARIES = ("libmlx5.so", "libibverbs.so", "librdmacm.so", "libmpi.so", "libpmix.so",
+                          "liboshmem.so", "libfabric.so", "libucs.so", "libucp.so")  # fmt: skip
 
 
 def _needs_driver(message: str) -> bool:
     return any(name in message for name in DRIVER_LIBRARIES)
+
+
+def _needs_interconnect(message: str) -> bool:
+    return any(name in message for name in INTERCONNECT_LIBRARIES)
 
 
 def nvidia_libraries() -> list[Path]:
@@ -68,9 +80,16 @@ def framework_check() -> dict[str, Any]:
         if hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
         provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-        ctypes.CDLL(str(provider))  # the CUDA provider with every library it links
-        return {"framework": "onnxruntime", "version": ort.__version__,
-                "providers": ort.get_available_providers(), "cuda_provider_library": provider.name}  # fmt: skip
+        found: dict[str, Any] = {"framework": "onnxruntime", "version": ort.__version__,
+                                 "providers": ort.get_available_providers(), "cuda_provider_library": provider.name}  # fmt: skip
+        try:
+            ctypes.CDLL(str(provider))  # the CUDA provider with every library it links
+        except OSError as error:
+            if not _needs_driver(str(error)):
+                raise
+            # The provider links libcuda.so.1 itself: every other library it needs loaded above.
+            found["cuda_provider_needs_driver"] = str(error)
+        return found
     if importlib.util.find_spec("tensorflow"):
         import tensorflow as tf
 
@@ -85,9 +104,12 @@ def main() -> int:
     paths = nvidia_libraries()
     loaded, failed = load_all(paths)
     driver = {name: error for name, error in failed.items() if _needs_driver(error)}
-    broken = {name: error for name, error in failed.items() if name not in driver}
+    fabric = {
+        name: error for name, error in failed.items() if name not in driver and _needs_interconnect(error)
+    }
+    broken = {name: error for name, error in failed.items() if name not in driver and name not in fabric}
     report: dict[str, Any] = {"libraries": len(paths), "loaded": len(loaded), "needs_driver": sorted(driver),
-                              "failed": broken}  # fmt: skip
+                              "needs_interconnect": sorted(fabric), "failed": broken}  # fmt: skip
     try:
         report["framework"] = framework_check()
     except Exception as error:  # the one place a probe reports any failure instead of raising it

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,8 +236,18 @@ class Engine:
         return layers
 
     def image_ids(self) -> set[str]:
-        """Every local image id, intermediate ones included."""
-        return set(self.run("images", "--all", "--quiet", "--no-trunc").split())
+        """Every local image id, intermediate ones included.
+
+        podman fails the whole listing ("checking if image ... is dangling: reading image ...") when an
+        image goes while it lists, as when another build in the same store removes its stages: ask again."""
+        for attempt in range(4):
+            try:
+                return set(self.run("images", "--all", "--quiet", "--no-trunc").split())
+            except EngineFailed:
+                if attempt == 3:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def build_cache_ids(self) -> set[str]:
         """docker's BuildKit cache records (empty for podman, whose builds keep no separate cache)."""
