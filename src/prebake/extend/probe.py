@@ -129,7 +129,9 @@ def _model(
         settings = model_from_path(model, "cpu")
         # As the server does: the operator's choice (the checker passes --allow-pickle, or not; the
         # environment of the check is not asked), which the model's settings file can only narrow.
-        settings.parameters["allow_pickle"] = allow_pickle and settings.parameters.get("allow_pickle") is not False
+        settings.parameters["allow_pickle"] = (
+            allow_pickle and settings.parameters.get("allow_pickle") is not False
+        )
         runtime = create_runtime(settings)
         runtime.load()
         loaded.append(runtime)
