@@ -263,7 +263,8 @@ class Engine:
         round removes nothing more.
         """
         remaining = set(ids)
-        while remaining:
+        idle_rounds = 0
+        while remaining and idle_rounds < 5:
             for record in sorted(remaining):
                 subprocess.run(
                     [self.path, "builder", "prune", "--force", "--filter", f"id={record}"],
@@ -272,8 +273,10 @@ class Engine:
                     check=False,
                 )
             left = remaining & self.build_cache_ids()
-            if left == remaining:
-                return
+            # Records of the build's context stay in use for a moment after the build returns: wait, retry.
+            idle_rounds = idle_rounds + 1 if left == remaining else 0
+            if idle_rounds:
+                time.sleep(0.2 * idle_rounds)
             remaining = left
 
     def build_cache_bytes(self) -> int:
