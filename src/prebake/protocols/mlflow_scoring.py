@@ -165,8 +165,7 @@ def over(backend: Backend, beneath: Sequence[Route]) -> list[Route]:
     one of MLflow's, one route serves both, by content (see the module docstring); the rest are added."""
 
     async def ping(request: Request) -> Response:
-        name = backend.default_model()
-        if backend.ready() and name is not None and backend.model_ready(name):
+        if backend.serving():
             return Response(b"\n")
         return Response(b"\n", status=503)
 

@@ -181,8 +181,7 @@ def routes(backend: Backend) -> list[Route]:
     picks the model where one has that name."""
 
     async def ping(request: Request) -> Response:
-        name = backend.default_model()
-        if backend.ready() and name is not None and backend.model_ready(name):
+        if backend.serving():
             return Response(b"", content_type=None)
         return Response(b"", status=503, content_type=None)
 

@@ -34,8 +34,7 @@ def routes(
     """The Vertex AI routes, at the paths the platform gives."""
 
     async def health(request: Request) -> Response:
-        name = backend.default_model()
-        if backend.ready() and name is not None and backend.model_ready(name):
+        if backend.serving():
             return Response(b'{"status":"healthy"}')
         return Response(b'{"status":"unhealthy"}', status=503)
 

@@ -175,6 +175,9 @@ class ModelRepository:
                 return name
         return None
 
+    def serving(self) -> bool:
+        return self.ready() and self.default_model() is not None
+
     def is_raw(self, name: str) -> bool:
         model = self.models.get(name)
         return model is not None and model.raw

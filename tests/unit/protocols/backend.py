@@ -73,6 +73,10 @@ class ComputingBackend:
     def default_model(self) -> str | None:
         return "double"
 
+    def serving(self) -> bool:
+        name = self.default_model()
+        return self.ready() and name is not None and self.model_ready(name)
+
     def is_raw(self, name: str) -> bool:
         return name == "handler"
 
