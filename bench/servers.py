@@ -205,13 +205,7 @@ def _mlserver(batched: bool) -> Callable[[models.Workload, int], Launch]:
             settings["max_batch_size"] = BATCH["max_batch_size"]
             settings["max_batch_time"] = float(BATCH["max_batch_delay_ms"]) / 1000
         (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
-        env = {
-            "MLSERVER_HOST": "127.0.0.1",
-            "MLSERVER_HTTP_PORT": str(port),
-            "MLSERVER_GRPC_PORT": str(free_port()),
-            "MLSERVER_METRICS_PORT": str(free_port()),
-            "MLSERVER_PARALLEL_WORKERS": MLSERVER_PARALLEL_WORKERS,
-        }
+        env = _mlserver_env(port)
         return Launch(
             [str(peer.python.parent / "mlserver"), "start", str(repo)],
             f"/v2/models/{workload.name}/infer",
@@ -270,14 +264,7 @@ def _mlserver_mlflow(workload: models.Workload, port: int) -> Launch:
         "parameters": {"uri": str(workload.model_dir)},
     }
     (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
-    env = {
-        "MLSERVER_HOST": "127.0.0.1",
-        "MLSERVER_HTTP_PORT": str(port),
-        "MLSERVER_GRPC_PORT": str(free_port()),
-        "MLSERVER_METRICS_PORT": str(free_port()),
-        "MLSERVER_PARALLEL_WORKERS": MLSERVER_PARALLEL_WORKERS,
-        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
-    }
+    env = {**_mlserver_env(port), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
     return Launch([str(peer.python.parent / "mlserver"), "start", str(repo)], "/invocations", env)
 
 
@@ -443,3 +430,14 @@ def _rss_kb(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def _mlserver_env(port: int) -> dict[str, str]:
+    """MLServer on 127.0.0.1:``port``, its gRPC and metrics ports out of the way."""
+    return {
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(free_port()),
+        "MLSERVER_METRICS_PORT": str(free_port()),
+        "MLSERVER_PARALLEL_WORKERS": MLSERVER_PARALLEL_WORKERS,
+    }

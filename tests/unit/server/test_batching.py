@@ -212,11 +212,8 @@ def _texts(*values: object) -> InferenceRequest:
     return InferenceRequest(inputs={"text": array})
 
 
-def test_text_requests_are_handed_whole_to_a_merging_runtime() -> None:
-    """BYTES requests of any length are never concatenated as arrays; a runtime with the batch hook gets
-    them whole, several per call, and each request gets its own answer back."""
-    runtime = TextRuntime()
-    requests = [_texts(*["x" * (i + j) for j in range(i % 3 + 1)]) for i in range(24)]
+def _submit_together(runtime: TextRuntime, requests: list) -> list:
+    """Every request submitted at once to one batcher over ``runtime``; answers or errors, in order."""
 
     async def serve() -> list:
         executor = Executor(1)
@@ -227,7 +224,16 @@ def test_text_requests_are_handed_whole_to_a_merging_runtime() -> None:
         finally:
             executor.close()
 
-    results = asyncio.run(serve())
+    return asyncio.run(serve())
+
+
+def test_text_requests_are_handed_whole_to_a_merging_runtime() -> None:
+    """BYTES requests of any length are never concatenated as arrays; a runtime with the batch hook gets
+    them whole, several per call, and each request gets its own answer back."""
+    runtime = TextRuntime()
+    requests = [_texts(*["x" * (i + j) for j in range(i % 3 + 1)]) for i in range(24)]
+
+    results = _submit_together(runtime, requests)
     for request, result in zip(requests, results, strict=True):
         assert result.outputs["length"].tolist() == [len(t) for t in request.inputs["text"]]
     assert max(len(b) for b in runtime.batches) > 1, "concurrent text requests should share a call"
@@ -239,15 +245,6 @@ def test_a_bad_text_request_fails_alone_in_a_merged_batch() -> None:
     requests = [_texts("a", "bb") for _ in range(8)]
     requests.insert(3, _texts("a", 5))
 
-    async def serve() -> list:
-        executor = Executor(1)
-        executor.start(asyncio.get_running_loop())
-        batcher = Batcher("texts", runtime, executor, Metrics(), max_batch_size=64, max_batch_delay_ms=0)
-        try:
-            return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
-        finally:
-            executor.close()
-
-    results = asyncio.run(serve())
+    results = _submit_together(runtime, requests)
     failures = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     assert failures == [3] and isinstance(results[3], InvalidInput)
