@@ -148,12 +148,6 @@ def test_a_models_settings_file_can_refuse_its_handler_script(tmp_path: Path) ->
     assert "is a handler script" in server.logs() and "refuses handler scripts" in server.logs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs server/worker.py to pass the operator's choice on, in build_repository's with_policy, beside "
-    "allow_pickle: settings.parameters['handler_scripts'] = config.handler_scripts and "
-    "settings.parameters.get('handler_scripts') is not False",
-)
 @pytest.mark.parametrize(
     ("flags", "env"),
     [(["--no-handler-scripts"], {}), ([], {"PREBAKE_HANDLER_SCRIPTS": "0"})],

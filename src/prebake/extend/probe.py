@@ -125,13 +125,12 @@ def _model(
     def load() -> str:
         from prebake.runtimes.discover import model_from_path
         from prebake.runtimes.registry import create_runtime
+        from prebake.runtimes.settings import apply_operator
 
         settings = model_from_path(model, "cpu")
         # As the server does: the operator's choice (the checker passes --allow-pickle, or not; the
         # environment of the check is not asked), which the model's settings file can only narrow.
-        settings.parameters["allow_pickle"] = (
-            allow_pickle and settings.parameters.get("allow_pickle") is not False
-        )
+        apply_operator(settings.parameters, allow_pickle=allow_pickle)
         runtime = create_runtime(settings)
         runtime.load()
         loaded.append(runtime)

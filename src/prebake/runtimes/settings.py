@@ -169,6 +169,14 @@ def parse_settings(data: Any, *, source: Path) -> FileSettings:
     return out
 
 
+def apply_operator(parameters: dict[str, Any], **allowed: bool) -> None:
+    """Set each operator switch (``allow_pickle=``, ``handler_scripts=``) in a model's ``parameters``: on
+    only where the operator allows it and the model's own settings did not refuse it."""
+    for key, operator_allows in allowed.items():
+        assert key in OPERATOR_KEYS, key
+        parameters[key] = operator_allows and parameters.get(key) is not False
+
+
 def _opt_str(data: Mapping[str, Any], key: str, fail: Any) -> str | None:
     value = data.get(key)
     if value is None:

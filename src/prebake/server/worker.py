@@ -77,11 +77,14 @@ def build_repository(
 ) -> tuple[ModelRepository, list[Route]]:
     """Create (not load) the models the config names, and the protocol routes that front them."""
     from prebake.runtimes.registry import create_runtime
+    from prebake.runtimes.settings import apply_operator
 
     def with_policy(settings: ModelSettings) -> ModelSettings:
-        # The operator decides: a model's own settings file may refuse pickles, never allow them.
-        own = settings.parameters.get("allow_pickle")
-        settings.parameters["allow_pickle"] = config.allow_pickle and own is not False
+        # The operator decides: a model's own settings file may refuse pickles or its handler script,
+        # never allow them.
+        apply_operator(
+            settings.parameters, allow_pickle=config.allow_pickle, handler_scripts=config.handler_scripts
+        )
         return settings
 
     executor = Executor(config.threads, timeout_s=config.timeout_s)
