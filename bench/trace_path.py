@@ -4,8 +4,9 @@
 
 Builds the server in-process as a worker does (one iris scikit-learn model, batching off), sends one
 `POST /v2/models/iris/infer` through the ASGI transport, and prints every prebake module that runs a
-function during that request, with how many separate times the call path entered it from another module.
-The runtime's own module and the scoring thread are counted too.
+function during that request, with how many times a call crossed into it from another module (a
+coroutine resumed after an await counts again). The scoring thread was started before tracing, so the
+runtime's own module does not appear; `--calls` prints each crossing.
 """
 
 from __future__ import annotations
