@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -187,3 +188,21 @@ def test_cors_headers_only_for_configured_origins(client: httpx.Client) -> None:
         )
         assert preflight.status_code == 200
         assert "POST" in preflight.headers["access-control-allow-methods"]
+
+
+def test_the_loaded_heap_is_kept_out_of_garbage_collection(client: httpx.Client, tmp_path: Path) -> None:
+    """Once init() has run, the worker's objects are frozen (gc.freeze), so no full collection walks the
+    loaded framework while requests wait; run() sees a frozen heap and collections still work."""
+    script = tmp_path / "score.py"
+    script.write_text(
+        "import gc\n"
+        "def init():\n"
+        "    global kept\n"
+        "    kept = [dict(n=i) for i in range(10000)]\n"
+        "def run(raw):\n"
+        "    return {'frozen': gc.get_freeze_count(), 'collected': gc.collect() >= 0}\n"
+    )
+    with ServerProcess(["--entry-script", str(script)]) as server:
+        answer = client.post(server.url + "/score", content=b"{}").json()
+    assert answer["collected"] is True
+    assert answer["frozen"] > 10000, answer

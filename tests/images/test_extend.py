@@ -202,8 +202,9 @@ def _prebake(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_extend_builds_a_tested_non_root_image(any_engine: Engine, work: Path) -> None:
-    """prebake extend adds a Python and an apt package, keeps uid 1000, labels and SBOM name them, and passes the smoke test (podman and docker)."""
+    """prebake extend adds a Python and an apt package, keeps uid 1000, labels and SBOM name them, passes the smoke test, and leaves no build cache record of its own (podman and docker)."""
     engine = any_engine
+    cache_before = engine.build_cache_ids()
     tag = f"localhost/prebake-test/extended:{uuid.uuid4().hex[:8]}"
     ca = ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
     result = _prebake("extend", SKLEARN, "-r", str(work / "app" / "requirements.txt"), "--apt", "jq",
@@ -222,6 +223,7 @@ def test_extend_builds_a_tested_non_root_image(any_engine: Engine, work: Path) -
         purls = {component["purl"] for component in sbom["components"]}
         assert "pkg:pypi/tabulate@0.9.0" in purls and any(p.startswith("pkg:deb/debian/jq@") for p in purls)
         assert sbom["metadata"]["component"]["name"] == tag
+        assert engine.build_cache_ids() - cache_before == set(), "extend left BuildKit cache records"
     finally:
         engine.remove_image(tag)
 

@@ -136,6 +136,7 @@ def extend_image(
             f"{spec.base_reference} is not built here: run `prebake build {spec.image.name}` first"
         )
     temporary = f"localhost/prebake-extending/{spec.image.name}:{uuid.uuid4().hex[:12]}"
+    cache_before = engine.build_cache_ids()
     with tempfile.TemporaryDirectory(prefix="prebake-extend-") as scratch:
         context = Path(scratch)
         files = context / "extend"
@@ -175,6 +176,8 @@ def extend_image(
             engine.run("tag", temporary, spec.tag)
         finally:
             engine.remove_image(temporary)
+            # docker keeps the context (the wheelhouse) as BuildKit cache records: this build's go too.
+            engine.prune_build_cache(engine.build_cache_ids() - cache_before)
     size = engine.inspect_image(spec.tag).get("Size", 0)
     return ExtendResult(
         spec.tag,

@@ -259,15 +259,16 @@ class Engine:
     def prune_build_cache(self, ids: set[str]) -> None:
         """Remove these BuildKit cache records (docker takes one id per call); never raises.
 
-        A record still used by another (its child) survives its own prune, so rounds repeat until a
-        round removes nothing more.
+        ``--all``: a step's result that the image shares (a COPY into the last stage, "Shared") goes
+        only with it; the image keeps its layer. A record still used by another (its child) survives
+        its own prune, so rounds repeat until a round removes nothing more.
         """
         remaining = set(ids)
         idle_rounds = 0
         while remaining and idle_rounds < 5:
             for record in sorted(remaining):
                 subprocess.run(
-                    [self.path, "builder", "prune", "--force", "--filter", f"id={record}"],
+                    [self.path, "builder", "prune", "--force", "--all", "--filter", f"id={record}"],
                     capture_output=True,
                     env=engine_environment(),
                     check=False,

@@ -34,7 +34,7 @@ from prebake.errors import (
     echo,
 )
 from prebake.runtimes.base import ModelSettings, RawRuntime, Runtime
-from prebake.server import classification, sequence
+from prebake.server import classification, heap, sequence
 from prebake.server.batching import Batcher, request_rows, timed_predict
 from prebake.server.executor import Executor
 from prebake.server.metrics import Metrics
@@ -246,6 +246,7 @@ class ServedModel:
         self.overrides = dict(overrides)
 
     def _unload_runtime(self) -> None:
+        heap.thaw()
         unload = getattr(self.runtime, "unload", None)
         if unload is not None:
             unload()
@@ -279,6 +280,7 @@ class ServedModel:
         self._controls = self._control_inputs()
         # Whether a model batches is known only once it is loaded (ONNX, torch.export and TF models say it).
         self.batcher = self._make_batcher()
+        heap.settle()
         self.state, self.reason = State.READY, ""
         logger.info(
             "model '%s' ready (%s) in %.2f s", self.name, self.runtime.name, time.perf_counter() - started
