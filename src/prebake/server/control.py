@@ -60,6 +60,7 @@ class Control:
     def __init__(self, directory: Path | None, *, workers: int) -> None:
         self.directory = directory if workers > 1 else None
         self.applied = 0
+        self._warned = False
 
     # -- the state file -------------------------------------------------------------------------------
     def wanted(self) -> tuple[int, dict[str, Wanted]]:
@@ -97,8 +98,7 @@ class Control:
 
     def mark_applied(self, generation: int) -> None:
         self.applied = max(self.applied, generation)
-        if self.directory is not None:
-            _write(self.directory / f"{APPLIED}{os.getpid()}", str(self.applied).encode())
+        self._note(f"{APPLIED}{os.getpid()}", str(self.applied))
 
     async def settle(self, generation: int) -> None:
         """Wait until every live worker has applied ``generation``; 503 if some do not in time."""
@@ -117,8 +117,19 @@ class Control:
 
     def mark_status(self, status: str) -> None:
         """This worker's state for the server's readiness: "loading" (listening, models loading) or "ready"."""
-        if self.directory is not None:
-            _write(self.directory / f"{STATUS}{os.getpid()}", status.encode())
+        self._note(f"{STATUS}{os.getpid()}", status)
+
+    def _note(self, name: str, value: str) -> None:
+        """Write this worker's own state file. Others read a missing one as "still starting", so a state
+        directory gone or unwritable costs coordination, never the worker: say so once and serve on."""
+        if self.directory is None:
+            return
+        try:
+            _write(self.directory / name, value.encode())
+        except PrebakeError as error:
+            if not self._warned:
+                self._warned = True
+                logger.warning("%s; repository changes may wait for this worker until they time out", error)
 
     def others_ready(self) -> bool:
         """Whether every other live worker that listens has loaded its models."""

@@ -23,7 +23,7 @@ from types import FrameType
 
 from prebake import exits
 from prebake.config import ServeConfig
-from prebake.errors import ConfigError
+from prebake.errors import ConfigError, PrebakeError
 from prebake.server import control
 from prebake.server.heartbeat import Heartbeats
 from prebake.server.logs import configure_logging
@@ -144,7 +144,7 @@ class Supervisor:
         self._publish_workers()
 
     def _publish_workers(self) -> None:
-        with contextlib.suppress(ConfigError, OSError):
+        with contextlib.suppress(PrebakeError, OSError):  # an unwritable state directory: changes wait less
             control.write_workers(self.state_dir, list(self.children))
 
     def _forward_change(self, signum: int, frame: FrameType | None) -> None:

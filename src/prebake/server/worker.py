@@ -1,7 +1,8 @@
 """One worker process: serve HTTP (and gRPC) on the shared socket, load the models (init once), serve.
 
     build: the models (not loaded), the protocol routes, the pipeline, the HTTP and gRPC transports
-    start: listen (liveness answers at once; readiness once loaded), load on a thread, beat
+    start: load on a thread; listen once loaded or QUIET_LOAD_S into the load (liveness 200, readiness 503
+           while loading), beat
     stop:  SIGTERM drains HTTP and gRPC together, writes the last metrics, exits 0
 
 Exit codes tell the supervisor what happened: 0 after a clean drain, INIT_FAILED when loading failed
@@ -47,6 +48,9 @@ RECYCLE = 75  # EX_TEMPFAIL: replace me
 MEMORY_ERRORS_TO_RECYCLE = 3  # out of memory this many times within MEMORY_WINDOW_S: start afresh
 MEMORY_WINDOW_S = 60.0
 LOADING_NOTICE_S = 60.0  # a load still going after this long says so, and again every as long
+#: A first worker starts answering (liveness 200, readiness 503) once its load has taken this long, or
+#: when it is done: below any probe's timeout (Kubernetes' default is 1 s, SageMaker's ping 2 s).
+QUIET_LOAD_S = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +450,12 @@ def _serve(
         if listen_first:
             repository.control.mark_status("loading")
             loader = asyncio.ensure_future(load())
+            # A load this short ends before the first answer: early probes wait in the backlog a moment,
+            # rather than each 503 taking the one core from the load (bench: cold start, polled every 5 ms).
+            await asyncio.wait({loader}, timeout=QUIET_LOAD_S)
+            if exit_code != exits.OK:
+                publisher.cancel()
+                return
         else:
             await load()
             if exit_code != exits.OK:
