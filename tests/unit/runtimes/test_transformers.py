@@ -441,3 +441,26 @@ def test_cuda_device_without_cuda_is_refused(models: dict[str, Path]) -> None:
     )
     with pytest.raises(ModelLoadError, match="device 'cuda'"):
         runtime.load()
+
+
+def test_the_growing_cache_layer_holds_what_concatenation_would() -> None:
+    """The continuous engine's cache layer writes steps into spare room, grows past it, and takes over
+    keys and values the engine replaced (joining, leaving): always the tensors DynamicLayer would hold."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from prebake.runtimes.hf_generate import growing_layer_class
+
+    torch.manual_seed(0)
+    mine, reference = growing_layer_class()(), DynamicLayer()
+    steps = [torch.randn(2, 4, 30, 8)] + [torch.randn(2, 4, 1, 8) for _ in range(200)]
+    for number, step in enumerate(steps):
+        if number == 100:  # the engine drops a row, as when a sequence leaves
+            for layer in (mine, reference):
+                layer.keys, layer.values = layer.keys[:1], layer.values[:1]
+        step = step[:1] if number >= 100 else step
+        keys, values = mine.update(step, step * 2)
+        want_keys, want_values = reference.update(step, step * 2)
+        assert torch.equal(keys, want_keys) and torch.equal(values, want_values), number
+    assert mine.keys.shape == (1, 4, 230, 8)
+    assert mine.room[0].shape[-2] > 230, "the room grew past its first size"
