@@ -196,13 +196,14 @@ def growing_layer_class() -> type:
     padding), the next update copies the new ones into fresh buffers."""
     from transformers.cache_utils import DynamicLayer
 
-    class GrowingLayer(DynamicLayer):  # type: ignore[misc]
+    class GrowingLayer(DynamicLayer):
         room: Any = None  # (key buffer, value buffer) whose leading columns ``keys``/``values`` view
         given: Any = None  # the views last handed out: anything else in ``keys``/``values`` was put there
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            if not self.is_initialized:
+            if not self.is_initialized or self.keys is None or self.values is None:
                 self.lazy_initialization(key_states, value_states)
+            assert self.keys is not None and self.values is not None
             length = self.keys.shape[-2] if self.keys.numel() else 0
             end = length + key_states.shape[-2]
             ours = self.given is not None and self.keys is self.given[0] and self.values is self.given[1]
