@@ -447,21 +447,17 @@ def _serve(
             loop.add_signal_handler(sig, on_term)
         loop.add_signal_handler(control.SIGNAL, lambda: asyncio.ensure_future(repository.reconcile()))
         publisher = asyncio.ensure_future(_publish_metrics(metrics))
+        loader = asyncio.ensure_future(load())
         if listen_first:
             repository.control.mark_status("loading")
-            loader = asyncio.ensure_future(load())
             # A load this short ends before the first answer: early probes wait in the backlog a moment,
             # rather than each 503 taking the one core from the load (bench: cold start, polled every 5 ms).
             await asyncio.wait({loader}, timeout=QUIET_LOAD_S)
-            if exit_code != exits.OK:
-                publisher.cancel()
-                return
         else:
-            await load()
-            if exit_code != exits.OK:
-                publisher.cancel()
-                return
-            loader = asyncio.ensure_future(asyncio.sleep(0))
+            await loader
+        if exit_code != exits.OK:
+            publisher.cancel()
+            return
         logger.info("worker %d serving on http://%s:%d", os.getpid(), config.host, config.port)
         try:
             await server.serve(sockets=[sock])
