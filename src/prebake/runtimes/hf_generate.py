@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import queue
 import random
 import threading
@@ -397,6 +398,7 @@ class ContinuousEngine(Engine):
                 done.add(position)
         if done:
             self._keep_rows([i for i in range(len(self.rows)) if i not in done])
+        _hand_over()
 
     def _keep_rows(self, keep: list[int]) -> None:
         """Only the rows ``keep`` stay; columns that no remaining row attends to are cut off the left."""
@@ -419,6 +421,14 @@ class ContinuousEngine(Engine):
         for handle in handles.values():
             handle.sink(error)
         self.rows, self.waiting, self.cache, self.mask = [], [], None, None
+
+
+def _hand_over() -> None:
+    """Let the event loop send what the step just reported before the next step starts. Where the loop
+    shares a core with this thread (a pinned or one-CPU container), it would otherwise wait for the
+    scheduler and then for the GIL while the next step runs: served time to first token measured
+    19.6 ms against 15.5 ms with this (bench/hf.py's model, one core)."""
+    os.sched_yield()  # releases the GIL too
 
 
 def _left_pad(torch: Any, tensor: Any, width: int) -> Any:
@@ -474,6 +484,7 @@ class SequentialEngine(Engine):
                     if not done:
                         seq.next_token = token
                         done = engine._accept(seq, int(token))
+                _hand_over()
 
             def end(self) -> None:
                 nonlocal done
