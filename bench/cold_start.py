@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,9 +25,9 @@ def main() -> None:
     models.ensure(models.IRIS)
     log_dir = Path(tempfile.mkdtemp(prefix="prebake-cold-"))
     found: dict[str, list[float]] = {tree: [] for tree in trees}
-    for tree in trees:  # compiled, as an installed prebake is (see servers._prebake_available)
+    for tree in trees:
         if tree != "floor":
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(tree) / "src")], check=True)
+            servers.compile_sources(Path(tree) / "src")
     for _ in range(times):
         for tree in trees:
             if tree == "floor":

@@ -113,16 +113,21 @@ def _azmlinfsrv(workload: models.Workload, port: int) -> Launch:
 
 
 @functools.cache
+def compile_sources(src: Path = ROOT / "src") -> None:
+    """Compile a checkout's modules, as an installed prebake has them (pip compiles a wheel's, as in the
+    images). Where PYTHONDONTWRITEBYTECODE is set (it is on the benchmark machine), every start would
+    otherwise compile some 100 modules again: about 90 ms of a 1.1 s cold start that no user pays."""
+    subprocess.run([_python(), "-m", "compileall", "-q", str(src)], check=True)
+
+
+@functools.cache
 def _prebake_available() -> None:
     probe = subprocess.run(
         [_python(), "-m", "prebake", "serve", "--help"], capture_output=True, timeout=60, check=False
     )
     if probe.returncode != 0:
         raise NotAvailable("`prebake serve` is not on this branch yet")
-    # An installed prebake has its modules compiled (pip compiles a wheel's, as in the images); this
-    # checkout's are not, and where PYTHONDONTWRITEBYTECODE is set (it is on the benchmark machine) every
-    # start would compile some 100 modules again: about 90 ms of a 1.1 s cold start that no user pays.
-    subprocess.run([_python(), "-m", "compileall", "-q", str(ROOT / "src" / "prebake")], check=True)
+    compile_sources()
 
 
 def _prebake_script(workload: models.Workload, port: int) -> Launch:
